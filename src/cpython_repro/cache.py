@@ -1,0 +1,107 @@
+"""The cache: content-addressed blobs, a URL index, bare git repositories, all shared safely.
+
+Every final file appears by rename, so a reader sees a whole file or none. Writers of the
+same entry serialise on an flock; concurrent runs simply wait for each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HASH_CHUNK = 1 << 20
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cpython-repro"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Cache:
+    root: Path
+
+    def blob(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / digest[:2] / digest
+
+    def partial(self, url: str) -> Path:
+        """Unfinished downloads, kept only to resume; never read as a result."""
+        return self.root / "partial" / key(url)
+
+    def lock(self, name: str) -> Path:
+        return self.root / "locks" / name
+
+    def url_index(self, url: str) -> Path:
+        return self.root / "urls" / key(url)
+
+    def git_dir(self, remote: str) -> Path:
+        return self.root / "git" / (key(remote)[:24] + ".git")
+
+    def lookup(self, url: str) -> tuple[Path, str] | None:
+        """The blob a URL was last downloaded to, if still whole, and its HTTP validator."""
+        index = self.url_index(url)
+        try:
+            entry = json.loads(index.read_text())
+            digest, validator = str(entry["sha256"]), str(entry.get("validator", ""))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            index.unlink(missing_ok=True)
+            return None
+        blob = self.blob(digest)
+        if blob.is_file() and sha256_file(blob) == digest:
+            return blob, validator
+        # A corrupted or vanished entry is dropped, never used.
+        blob.unlink(missing_ok=True)
+        index.unlink(missing_ok=True)
+        return None
+
+    def store(self, url: str, tmp: Path, digest: str, validator: str) -> Path:
+        blob = self.blob(digest)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(blob)
+        entry = {"sha256": digest, "validator": validator}
+        atomic_write(self.url_index(url), json.dumps(entry).encode())
+        return blob

@@ -1,0 +1,164 @@
+"""Command line: thin. Each subcommand builds its collaborators and calls one stage.
+
+Errors are caught once, in main(), and mapped to exit codes (errors.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from cpython_repro import __version__, console, images, resolve
+from cpython_repro.cache import Cache, default_root
+from cpython_repro.compare import compare
+from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
+from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, ReproError
+from cpython_repro.report import comparison_json, to_json, write_json
+
+
+def _interactive(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty() and os.environ.get("CI", "") not in ("true", "1")
+
+
+class _TqdmProgress(Progress):
+    def __init__(self, name: str, total: int | None, initial: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True,
+                         unit_divisor=1024, leave=False)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _cache(args: argparse.Namespace) -> Cache:
+    root = Path(args.cache_dir) if args.cache_dir else default_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return Cache(root)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from cpython_repro.verify import Verifier
+
+    plan = resolve.plan(
+        args.version, recipes_dir=Path(args.recipes) if args.recipes else None,
+        remote=args.remote, base_url=args.base_url,
+        local_published=[Path(p) for p in args.published or ()],
+    )
+    cache = _cache(args)
+    fetcher = Fetcher(cache, max_bytes=args.max_download,
+                      progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
+    outdir = Path(args.out or Path("out") / plan.version.text)
+    report = Verifier(cache, fetcher).run(plan, outdir)
+    data = to_json(report)
+    json_path = Path(args.json) if args.json else outdir / "report.json"
+    write_json(data, json_path)
+    console.show_verify(console.console(args.quiet), data, str(json_path))
+    return report.exit_code
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    for p in (args.published, args.rebuilt):
+        if not Path(p).is_file():
+            raise ReproError(f"no such file: {p}") from None
+    result = compare(Path(args.published).name, Path(args.published), Path(args.rebuilt))
+    data = comparison_json(result)
+    if args.json:
+        write_json(data, Path(args.json))
+    console.show_comparisons(console.console(args.quiet), [data])
+    return 0 if result.verdict == "identical" else 1
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from cpython_repro.dockerio import Docker
+
+    docker = Docker.connect()
+    out = console.console(args.quiet)
+    if args.action == "build":
+        plan = resolve.plan(args.version, recipes_dir=Path(args.recipes) if args.recipes else None)
+        cache = _cache(args)
+        # The builder for the newest blurb pin covers current releases; verify builds others.
+        blurb = plan.recipe.blurb[-1]
+        builder = images.ensure_builder(plan.recipe, blurb, docker, cache)
+        out.print(f"builder {builder.ref} ({builder.image_id[:19]}) for recipe {plan.recipe.name}")
+    elif args.action == "list":
+        for info in docker.images(images.REPO + "/"):
+            out.print(f"{info.ref}  {info.image_id[:19]}  layers={len(info.layers)}  "
+                      f"{info.created[:19]}")
+    else:
+        for info in docker.images(images.REPO + "/"):
+            docker.remove(info.ref)
+            out.print(f"removed {info.ref}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+class _UsageError(ReproError):
+    exit_code = EXIT_INPUT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cpython-repro", description=__doc__)
+    p.add_argument("--version", action="version", version=f"cpython-repro {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("--cache-dir", help="default: $XDG_CACHE_HOME/cpython-repro")
+    common.add_argument("--recipes", help="recipes directory (default: the shipped recipes/)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no terminal output")
+    common.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("verify", parents=[common], help="rebuild a release and compare it")
+    v.add_argument("version", help="e.g. 3.13.5, 3.14.0rc2")
+    v.add_argument("--remote", default=resolve.DEFAULT_REMOTE, help="git remote holding the tag")
+    v.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL,
+                   help="where artifacts are published (python.org's /ftp/python layout)")
+    v.add_argument("--published", action="append", metavar="PATH",
+                   help="use this local file instead of downloading (repeatable)")
+    v.add_argument("--out", help="output directory (default: out/VERSION)")
+    v.add_argument("--json", help="report path (default: OUT/report.json)")
+    v.add_argument("--max-download", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES")
+    v.set_defaults(func=cmd_verify)
+
+    c = sub.add_parser("compare", parents=[common], help="compare two archives")
+    c.add_argument("published")
+    c.add_argument("rebuilt")
+    c.add_argument("--json", help="write the comparison as JSON here")
+    c.set_defaults(func=cmd_compare)
+
+    i = sub.add_parser("images", parents=[common], help="build, list or prune our images")
+    i.add_argument("action", choices=["build", "list", "prune"])
+    i.add_argument("version", nargs="?", default="3.13.5",
+                   help="build: the release whose recipe names the images (default 3.13.5)")
+    i.set_defaults(func=cmd_images)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except ReproError as exc:
+        if verbose:
+            traceback.print_exc()
+        console.plain_error(exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.plain_error("interrupted; containers and partial files were cleaned up")
+        return 130
+    except OSError as exc:
+        if verbose:
+            traceback.print_exc()
+        console.plain_error(f"{exc.strerror or exc} ({exc.filename or 'I/O'})")
+        return EXIT_ENVIRONMENT

@@ -1,0 +1,67 @@
+"""The terminal presenter: the only module that imports rich."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+STYLE = {
+    "identical": "bold green", "identical-after-adoption": "green", "same-content": "yellow",
+    "content-differs": "bold red", "error": "bold red",
+}
+SHOWN_FINDINGS = 12
+
+
+def console(quiet: bool = False) -> Console:
+    return Console(stderr=False, quiet=quiet, highlight=False, soft_wrap=True)
+
+
+def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
+    table = Table(title=None, show_lines=False, expand=False)
+    table.add_column("artifact")
+    table.add_column("verdict")
+    table.add_column("published sha256 / size")
+    table.add_column("rebuilt sha256 / size")
+    for a in artifacts:
+        table.add_row(
+            a["name"], f"[{STYLE[a['verdict']]}]{a['verdict']}[/]",
+            f"{a['published']['sha256'][:16]}…  {a['published']['size']:,}",
+            f"{a['rebuilt']['sha256'][:16]}…  {a['rebuilt']['size']:,}",
+        )
+    out.print(table)
+    for a in artifacts:
+        if a.get("error"):
+            out.print(f"[bold red]{a['name']}[/]: {a['error']}")
+        findings = a["findings"]
+        if not findings:
+            continue
+        out.print(f"[bold]{a['name']}[/] — {a['findings_total']} finding(s):")
+        for f in findings[:SHOWN_FINDINGS]:
+            mark = "[red]✗[/]" if f["kind"] == "content" else "[yellow]~[/]"
+            out.print(f"  {mark} {f['kind']}: {escape(f['explanation'])}")
+        if a["findings_total"] > SHOWN_FINDINGS:
+            out.print(f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
+
+
+def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
+    src = data["source"]
+    out.print(f"[bold]CPython {data['version']}[/]  tag {src['tag']} → commit "
+              f"{src['commit'][:12]} ({src['commit_time']})  recipe {data['recipe']['name']}")
+    tools = data["toolchain"]
+    out.print("toolchain: " + ", ".join(f"{k} {v}" for k, v in tools.items()
+                                        if k not in ("image", "image_id")))
+    for m in data["toolchain_mismatches"]:
+        out.print(f"[yellow]toolchain:[/] {m}")
+    show_comparisons(out, data["artifacts"])
+    out.print(f"signatures: {data['signatures']['status']} ({data['signatures']['reason']})")
+    style = STYLE[data["verdict"]]
+    out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
+              f"report: {report_path}")
+
+
+def plain_error(message: str) -> None:
+    print(f"cpython-repro: error: {message}", file=sys.stderr)

@@ -1,0 +1,200 @@
+"""The one module that talks to the Docker daemon (through the Docker SDK).
+
+A lost daemon anywhere in here becomes DockerUnavailable (exit 3), never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from cpython_repro.errors import DockerUnavailable, EnvironmentFailure
+
+_DAEMON_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: str = "2g"
+    pids: int = 512
+    seconds: float = 1800.0
+    cpus: float = 2.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    log: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    ref: str
+    image_id: str
+    layers: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+def _unavailable(exc: BaseException) -> DockerUnavailable:
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    return DockerUnavailable(
+        f"cannot talk to the Docker daemon at {where}: {type(exc).__name__}",
+        hint="start dockerd (or set DOCKER_HOST) and run again",
+    )
+
+
+class Docker:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, timeout: int = 600) -> Docker:
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return cls(client)
+
+    def info(self, ref: str) -> ImageInfo | None:
+        try:
+            img = self._client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        attrs = img.attrs
+        return ImageInfo(
+            ref=ref,
+            image_id=img.id,
+            layers=tuple(attrs.get("RootFS", {}).get("Layers", ())),
+            labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+            created=str(attrs.get("Created", "")),
+        )
+
+    def import_rootfs(self, tarball: Path, repository: str, tag: str) -> ImageInfo:
+        try:
+            self._client.api.import_image_from_file(
+                str(tarball), repository=repository, tag=tag,
+            )
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        found = self.info(f"{repository}:{tag}")
+        if found is None:
+            raise EnvironmentFailure(f"docker import of {tarball.name} produced no image")
+        return found
+
+    def build(self, context: Path, dockerfile: str, ref: str, buildargs: dict[str, str],
+              labels: dict[str, str], network: str) -> ImageInfo:
+        try:
+            _, logs = self._client.images.build(
+                path=str(context), dockerfile=dockerfile, tag=ref, buildargs=buildargs,
+                labels=labels, network_mode=network, rm=True, forcerm=True, pull=False,
+            )
+            for _ in logs:
+                pass
+        except docker.errors.BuildError as exc:
+            lines = [str(c.get("stream", c.get("error", ""))).strip() for c in exc.build_log]
+            tail = " | ".join(ln for ln in lines if ln)[-400:]
+            raise EnvironmentFailure(f"building image {ref} failed: {exc.msg}: {tail}") from exc
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        found = self.info(ref)
+        if found is None:
+            raise EnvironmentFailure(f"image {ref} missing right after its build")
+        return found
+
+    def images(self, prefix: str) -> list[ImageInfo]:
+        try:
+            listed = self._client.images.list()
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        out = []
+        for img in listed:
+            for tag in img.tags:
+                if tag.startswith(prefix):
+                    attrs = img.attrs
+                    out.append(ImageInfo(
+                        tag, img.id, tuple(attrs.get("RootFS", {}).get("Layers", ())),
+                        dict((attrs.get("Config") or {}).get("Labels") or {}),
+                        str(attrs.get("Created", "")),
+                    ))
+        return out
+
+    def remove(self, ref: str) -> None:
+        try:
+            self._client.images.remove(ref, force=False, noprune=False)
+        except docker.errors.ImageNotFound:
+            pass
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    def run(self, image: str, command: list[str], *, mounts: list[Mount], user: str,
+            limits: Limits, env: dict[str, str] | None = None,
+            workdir: str = "/") -> RunResult:
+        """Run to completion with no network, no capabilities and a read-only root."""
+        with self._container(image, command, mounts, user, limits, env or {}, workdir) as ctr:
+            try:
+                status = ctr.wait(timeout=limits.seconds)
+                code = int(status.get("StatusCode", -1))
+                timed_out = False
+            except requests.exceptions.ReadTimeout:
+                with contextlib.suppress(*_DAEMON_ERRORS):
+                    ctr.kill()
+                code, timed_out = -1, True
+            except _DAEMON_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            try:
+                log = ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            except _DAEMON_ERRORS:
+                log = "(log lost: the daemon did not answer)"
+            return RunResult(code, log, timed_out)
+
+    @contextlib.contextmanager
+    def _container(self, image: str, command: list[str], mounts: list[Mount], user: str,
+                   limits: Limits, env: dict[str, str], workdir: str) -> Iterator[Any]:
+        volumes = {
+            str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in mounts
+        }
+        try:
+            ctr = self._client.containers.create(
+                image, command, user=user, environment=env, working_dir=workdir,
+                volumes=volumes, network_mode="none", network_disabled=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
+                mem_limit=limits.memory, memswap_limit=limits.memory,
+                pids_limit=limits.pids, nano_cpus=int(limits.cpus * 1e9),
+                labels={"cpython-repro": "rebuild"}, detach=True,
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise EnvironmentFailure(f"image {image} is not present",
+                                     hint="run `make images`") from exc
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        try:
+            ctr.start()
+            yield ctr
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            # Always removed, on error and on Ctrl-C alike.
+            with contextlib.suppress(*_DAEMON_ERRORS):
+                ctr.remove(force=True)

@@ -1,0 +1,178 @@
+"""The one module that speaks HTTP: resumable, size-limited downloads into the cache."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpython_repro.cache import Cache, atomic_write, key, locked, sha256_file
+from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkError
+
+CHUNK = 1 << 16
+DEFAULT_MAX_BYTES = 512 << 20  # a CPython source tarball is ~30 MB; 512 MiB is absurd already
+
+ProgressFactory = Callable[[str, int | None, int], "Progress"]
+
+
+class Progress:
+    """No-op progress; the CLI hands in a tqdm-backed one on a terminal."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def no_progress(name: str, total: int | None, initial: int) -> Progress:
+    return Progress()
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    url: str
+    path: Path
+    sha256: str
+    size: int
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class Fetcher:
+    cache: Cache
+    max_bytes: int = DEFAULT_MAX_BYTES
+    attempts: int = 4
+    timeout: float = 30.0
+    backoff: float = 0.5
+    progress: ProgressFactory = no_progress
+
+    def get(self, url: str) -> Downloaded:
+        with locked(self.cache.lock("url-" + key(url))):
+            hit = self.cache.lookup(url)
+            if hit is not None and hit[1] and self._unchanged(url, hit[1]):
+                blob = hit[0]
+                return Downloaded(url, blob, blob.name, blob.stat().st_size, True)
+            part = self.cache.partial(url)
+            part.parent.mkdir(parents=True, exist_ok=True)
+            last: Exception | None = None
+            for attempt in range(self.attempts):
+                if attempt:
+                    time.sleep(self.backoff * 2 ** (attempt - 1))
+                try:
+                    self._transfer(url, part)
+                    break
+                except (DownloadIncomplete, NetworkError) as exc:
+                    last = exc
+                    if isinstance(exc, _Fatal):
+                        raise
+            else:
+                assert last is not None
+                raise last
+            digest = sha256_file(part)
+            size = part.stat().st_size
+            validator = _read_meta(part) or ""
+            _meta(part).unlink(missing_ok=True)
+            blob = self.cache.store(url, part, digest, validator)
+            return Downloaded(url, blob, digest, size, False)
+
+    def _unchanged(self, url: str, validator: str) -> bool:
+        """Revalidate a cached artifact: a republished file at the same URL must be noticed."""
+        header = "If-None-Match" if validator.startswith(('"', "W/")) else "If-Modified-Since"
+        req = urllib.request.Request(url, method="HEAD", headers={header: validator})  # noqa: S310
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+                return bool(now) and now == validator
+        except urllib.error.HTTPError as exc:
+            return exc.code == 304
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            return False
+
+    def _transfer(self, url: str, part: Path) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        validator = _read_meta(part) if have else None
+        headers = {"User-Agent": "cpython-repro/0.1"}
+        if have and validator:
+            headers["Range"] = f"bytes={have}-"
+            headers["If-Range"] = validator
+        else:
+            have = 0
+        req = urllib.request.Request(url, headers=headers)  # noqa: S310 (http and https only, checked in fetch)
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                raise _NotFound(f"{url}: HTTP {exc.code}, no such artifact") from exc
+            if exc.code == 416:  # our partial is stale or complete-and-unknown: start over
+                part.unlink(missing_ok=True)
+                raise NetworkError(f"{url}: HTTP 416, restarting download") from exc
+            if 400 <= exc.code < 500:
+                raise _Fatal(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            raise NetworkError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NetworkError(f"{url}: cannot connect ({reason})") from exc
+        with resp:
+            if resp.status == 200:
+                have = 0  # the server ignored our range or the file changed: full body
+            length = resp.headers.get("Content-Length")
+            expected = have + int(length) if length is not None else None
+            if expected is not None and expected > self.max_bytes:
+                raise _Fatal(
+                    f"{url}: {expected} bytes is over the {self.max_bytes}-byte limit",
+                    hint="raise --max-download if this artifact is really that large",
+                )
+            validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            if validator:
+                atomic_write(_meta(part), json.dumps({"validator": validator}).encode())
+            else:
+                _meta(part).unlink(missing_ok=True)
+            bar = self.progress(url.rsplit("/", 1)[-1], expected, have)
+            got = have
+            try:
+                with part.open("r+b" if have else "wb") as out:
+                    out.seek(have)
+                    out.truncate()
+                    while True:
+                        try:
+                            chunk = resp.read(CHUNK)
+                        except (http.client.IncompleteRead, OSError) as exc:
+                            raise DownloadIncomplete(
+                                f"{url}: connection lost after {got} of {expected} bytes"
+                            ) from exc
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        if got > self.max_bytes:
+                            raise _Fatal(f"{url}: more than {self.max_bytes} bytes, stopped")
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            finally:
+                bar.close()
+            if expected is not None and got != expected:
+                raise DownloadIncomplete(f"{url}: truncated: got {got} of {expected} bytes")
+
+
+class _Fatal(NetworkError):
+    """Not worth retrying: the answer will not change."""
+
+
+class _NotFound(ArtifactNotFound, _Fatal):
+    exit_code = ArtifactNotFound.exit_code
+
+
+def _meta(part: Path) -> Path:
+    return part.with_suffix(".json")
+
+
+def _read_meta(part: Path) -> str | None:
+    try:
+        return str(json.loads(_meta(part).read_text())["validator"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None

@@ -1,0 +1,102 @@
+"""The versioned JSON report. Schema: README.md "Report schema"; bump SCHEMA on any change
+that removes or renames a field (adding fields keeps the version)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cpython_repro import __version__
+from cpython_repro.cache import atomic_write
+from cpython_repro.errors import EXIT_DIVERGENCE, EXIT_OK
+from cpython_repro.models import PASSING, Comparison, Image, Plan, Published, RebuildResult, Source
+
+SCHEMA = "cpython-repro/report/v1"
+VERDICT_ORDER = ("identical", "identical-after-adoption", "same-content", "content-differs",
+                 "error")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    plan: Plan
+    source: Source
+    published: tuple[Published, ...]
+    images: tuple[Image, ...]
+    rebuild: RebuildResult
+    comparisons: tuple[Comparison, ...]
+    started: dt.datetime
+    finished: dt.datetime
+
+    @property
+    def verdict(self) -> str:
+        return max((c.verdict for c in self.comparisons), key=VERDICT_ORDER.index)
+
+    @property
+    def exit_code(self) -> int:
+        ok = all(c.verdict in PASSING for c in self.comparisons)
+        return EXIT_OK if ok else EXIT_DIVERGENCE
+
+    def toolchain_mismatches(self) -> list[str]:
+        found = self.rebuild.tools
+        return [f"{tool}: recipe expects {want}*, container has {found.get(tool, 'none')}"
+                for tool, want in self.plan.recipe.expected_tools.items()
+                if not found.get(tool, "").startswith(want)]
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    return {
+        "name": c.artifact,
+        "verdict": c.verdict,
+        "published": {"sha256": c.published_sha256, "size": c.published_size},
+        "rebuilt": {"sha256": c.rebuilt_sha256, "size": c.rebuilt_size},
+        "payload_identical": c.payload_identical,
+        "members": {"published": c.members_published, "rebuilt": c.members_rebuilt},
+        "compression": c.layer,
+        "findings": [dataclasses.asdict(f) for f in c.findings],
+        "findings_total": c.findings_total,
+        "error": c.error or None,
+    }
+
+
+def to_json(r: VerifyReport) -> dict[str, Any]:
+    origins = {p.name: p.origin for p in r.published}
+    artifacts = []
+    for c in r.comparisons:
+        entry = comparison_json(c)
+        entry["origin"] = origins.get(c.artifact, "")
+        artifacts.append(entry)
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "cpython-repro", "version": __version__},
+        "started": r.started.isoformat(timespec="seconds"),
+        "finished": r.finished.isoformat(timespec="seconds"),
+        "version": r.plan.version.text,
+        "source": {
+            "remote": r.plan.remote,
+            "tag": r.source.tag,
+            "tag_object": r.source.tag_object,
+            "commit": r.source.commit,
+            "commit_time": dt.datetime.fromtimestamp(r.source.commit_time, tz=dt.UTC)
+            .isoformat(timespec="seconds"),
+        },
+        "recipe": {"name": r.plan.recipe.name, "sha256": r.plan.recipe.digest,
+                   "strict": r.plan.recipe.strict, "notes": list(r.plan.recipe.notes)},
+        "images": [dataclasses.asdict(i) for i in r.images],
+        "toolchain": r.rebuild.tools,
+        "toolchain_mismatches": r.toolchain_mismatches(),
+        "rebuild_seconds": round(r.rebuild.seconds, 2),
+        "payload_sha256": r.rebuild.payload_sha256,
+        "signatures": {"status": "not-checked",
+                       "reason": "signature verification is not part of this build yet"},
+        "artifacts": artifacts,
+        "verdict": r.verdict,
+        "exit_code": r.exit_code,
+    }
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())

@@ -1,0 +1,38 @@
+"""The verify pipeline: resolve -> fetch -> images -> rebuild -> compare -> report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpython_repro import compare, fetch, images, rebuild
+from cpython_repro.cache import Cache
+from cpython_repro.dockerio import Docker, Limits
+from cpython_repro.download import Fetcher
+from cpython_repro.models import Plan
+from cpython_repro.report import VerifyReport
+
+
+@dataclass(frozen=True)
+class Verifier:
+    cache: Cache
+    fetcher: Fetcher
+    docker_factory: type[Docker] = Docker
+    limits: Limits = Limits()
+
+    def run(self, plan: Plan, outdir: Path) -> VerifyReport:
+        started = dt.datetime.now(dt.UTC)
+        # Cheap failures first: a bad tag or a missing artifact is found before any build.
+        source = fetch.fetch_tag(plan, self.cache)
+        published = fetch.fetch_published(plan, self.fetcher)
+        docker = self.docker_factory.connect()
+        blurb = plan.recipe.blurb_for(source.commit_date)
+        builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
+        built = rebuild.Rebuilder(docker, self.limits).rebuild(plan, source, builder, outdir)
+        rebuilt = {r.name: r for r in built.artifacts}
+        comparisons = tuple(
+            compare.compare(p.name, p.path, rebuilt[p.name].path) for p in published
+        )
+        return VerifyReport(plan, source, published, (builder,), built, comparisons,
+                            started, dt.datetime.now(dt.UTC))

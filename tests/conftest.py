@@ -1,0 +1,30 @@
+"""Shared fixtures. Docker tests skip on a laptop without a daemon, but fail under CI=true."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "") in ("true", "1")
+
+
+def docker_or_skip() -> None:
+    from cpython_repro.dockerio import Docker
+    from cpython_repro.errors import DockerUnavailable
+
+    try:
+        Docker.connect(timeout=10)
+    except DockerUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but Docker is not usable: {exc.one_line()}")
+        pytest.skip(f"no Docker daemon: {exc.one_line()}")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    # Tests never touch the user's cache unless they pass one explicitly.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    yield

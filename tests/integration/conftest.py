@@ -1,0 +1,70 @@
+"""The world the integration tests run in: a mini-CPython repo with a tag, the base image,
+"published" artifacts made independently of the tool, and a loopback python.org."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cpython_repro.cache import Cache
+from cpython_repro.dockerio import Docker
+from cpython_repro.images import ensure_base
+from cpython_repro.resolve import data_dir, load_recipe
+from tests.conftest import docker_or_skip
+from tests.fixtures import minicpython, release
+from tests.fixtures.server import Site, serve
+
+VERSION = "3.13.99"
+IMAGES_CACHE = Path("/var/tmp/cpython-repro-test-cache")
+
+
+@dataclass(frozen=True)
+class World:
+    repo: Path
+    tree: Path
+    commit_time: int
+    base_image: str
+    published: dict[str, Path]
+    cache_dir: Path
+
+    @property
+    def prefix(self) -> str:
+        return f"Python-{VERSION}"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    docker_or_skip()
+    root = tmp_path_factory.mktemp("world")
+    repo = minicpython.make_repo(root, VERSION)
+    commit_time = int(minicpython.git(repo, "log", "-1", "--format=%ct", f"v{VERSION}"))
+    recipe = load_recipe(data_dir("recipes") / "release-tools-2023-10.toml")
+    # Images live in a cache that outlives a test session: bootstrapping Debian takes a minute.
+    IMAGES_CACHE.mkdir(parents=True, exist_ok=True)
+    base = ensure_base(recipe.base, Docker.connect(), Cache(IMAGES_CACHE))
+    tree = release.export_tree(repo, VERSION, root / "release")
+    published = release.make_tarballs(tree, commit_time, base.ref, root / "published")
+    return World(repo, tree, commit_time, base.ref, published, IMAGES_CACHE)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with serve(tmp_path / "www") as s:
+        yield s
+
+
+def publish(site: Site, world: World, artifacts: dict[str, Path] | None = None) -> None:
+    for suffix in (".tgz", ".tar.xz"):
+        src = (artifacts or world.published)[suffix]
+        site.put(VERSION, world.prefix + suffix, src.read_bytes())
+
+
+def copy_tree(world: World, dest: Path) -> Path:
+    """A copy of the released tree to tamper with, keeping mtimes, modes and links."""
+    target = dest / world.tree.name
+    shutil.copytree(world.tree, target, symlinks=True)
+    return target
