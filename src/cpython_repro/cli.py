@@ -16,7 +16,7 @@ from cpython_repro import __version__, console, images, resolve
 from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
-from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, ReproError
+from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
 from cpython_repro.report import comparison_json, to_json, write_json
 
 
@@ -67,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     for p in (args.published, args.rebuilt):
         if not Path(p).is_file():
-            raise ReproError(f"no such file: {p}") from None
+            raise InputError(f"no such file: {p}")
     result = compare(Path(args.published).name, Path(args.published), Path(args.rebuilt))
     data = comparison_json(result)
     if args.json:

@@ -72,8 +72,7 @@ class Fetcher:
                     if isinstance(exc, _Fatal):
                         raise
             else:
-                assert last is not None
-                raise last
+                raise last or NetworkError(f"{url}: no attempt made")
             digest = sha256_file(part)
             size = part.stat().st_size
             validator = _read_meta(part) or ""

@@ -166,7 +166,9 @@ class RebuildResult:
     seconds: float
 
 
-Verdict = Literal["identical", "identical-after-adoption", "same-content", "content-differs", "error"]
+Verdict = Literal[
+    "identical", "identical-after-adoption", "same-content", "content-differs", "error"
+]
 PASSING: frozenset[str] = frozenset({"identical", "identical-after-adoption"})
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpython_repro.cache import sha256_file
@@ -68,7 +68,8 @@ def script(plan: Plan, source: Source) -> str:
     ]
     for art in plan.artifacts:
         cmd = " ".join(q(c) for c in art.recipe.compress)
-        lines += [f"step {cmd} '>' {q(art.name)}", f"{cmd} < /out/payload.tar > {q('/out/' + art.name)}"]
+        lines += [f"step {cmd} '>' {q(art.name)}",
+                  f"{cmd} < /out/payload.tar > {q('/out/' + art.name)}"]
     lines += ["cd /out && rm -rf work", "step done"]
     return "\n".join(lines) + "\n"
 
@@ -76,7 +77,7 @@ def script(plan: Plan, source: Source) -> str:
 @dataclass(frozen=True)
 class Rebuilder:
     docker: Docker
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
     def rebuild(self, plan: Plan, source: Source, image: Image, outdir: Path) -> RebuildResult:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,7 @@ class Rebuilder:
         user = _container_user()
         if user.startswith("1000:"):
             # The container's user must be able to write the results.
-            os.chmod(outdir, 0o777)  # noqa: S103
+            outdir.chmod(0o777)
         for stale in [outdir / "payload.tar", *(outdir / a.name for a in plan.artifacts)]:
             stale.unlink(missing_ok=True)
         started = time.monotonic()

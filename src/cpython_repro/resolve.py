@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from cpython_repro.errors import BadVersion, NoRecipe
-from cpython_repro.models import ArtifactPlan, ArtifactRecipe, BaseSpec, Dated, Plan, Recipe, Version
+from cpython_repro.models import (
+    ArtifactPlan,
+    ArtifactRecipe,
+    BaseSpec,
+    Dated,
+    Plan,
+    Recipe,
+    Version,
+)
 
 DEFAULT_REMOTE = "https://github.com/python/cpython.git"
 DEFAULT_BASE_URL = "https://www.python.org/ftp/python"

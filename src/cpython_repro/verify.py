@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpython_repro import compare, fetch, images, rebuild
@@ -19,7 +19,7 @@ class Verifier:
     cache: Cache
     fetcher: Fetcher
     docker_factory: type[Docker] = Docker
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)

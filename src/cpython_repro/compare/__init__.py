@@ -16,7 +16,7 @@ from cpython_repro.cache import sha256_file
 from cpython_repro.compare.archive import Listing, Member, iter_member_bytes, read_listing
 from cpython_repro.compare.layers import describe
 from cpython_repro.errors import ArchiveError
-from cpython_repro.models import Comparison, Finding
+from cpython_repro.models import Comparison, Finding, Verdict
 
 MAX_FINDINGS = 200
 GROUP_AFTER = 5  # more than this many members with the same metadata change: one finding
@@ -58,7 +58,7 @@ def compare(name: str, published: Path, rebuilt: Path) -> Comparison:
     if not payload_identical:
         findings += _member_findings(pub, reb, published, rebuilt)
     content = any(f.kind == "content" for f in findings)
-    verdict = "content-differs" if content else "same-content"
+    verdict: Verdict = "content-differs" if content else "same-content"
     ordered = sorted(findings, key=lambda f: ("content", "metadata", "compression",
                                               "toolchain").index(f.kind))
     return Comparison(
@@ -120,7 +120,7 @@ def _member_findings(pub: Listing, reb: Listing, pub_path: Path,
     order_p = [m.path for m in pub.members if m.path in rmap]
     order_r = [m.path for m in reb.members if m.path in pmap]
     if order_p != order_r:
-        first = next(i for i, (x, y) in enumerate(zip(order_p, order_r, strict=True)) if x != y)
+        first = next(i for i, (x, y) in enumerate(zip(order_p, order_r, strict=False)) if x != y)
         out.append(Finding("metadata", "", "member order", order_p[first], order_r[first],
                            f"member order differs from position {first}: published has "
                            f"{order_p[first]}, rebuilt has {order_r[first]}"))

@@ -98,13 +98,16 @@ class _Hashing:
 
 def open_payload(path: Path) -> tuple[str, IO[bytes]]:
     kind = detect(path)
+    stream: IO[bytes]
     if kind == "gzip":
-        return kind, gzip.open(path, "rb")
-    if kind == "xz":
-        return kind, lzma.open(path, "rb")
-    if kind == "zstd":
-        return kind, pyzstd.ZstdFile(path, "rb")
-    return kind, path.open("rb")
+        stream = gzip.open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
+    elif kind == "xz":
+        stream = lzma.open(path, "rb")  # noqa: SIM115 (closed by the caller)
+    elif kind == "zstd":
+        stream = pyzstd.ZstdFile(path, "rb")  # type: ignore[assignment]
+    else:
+        stream = path.open("rb")
+    return kind, stream
 
 
 def read_listing(path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT) -> Listing:
@@ -161,7 +164,7 @@ def _member(index: int, info: tarfile.TarInfo, tar: Any) -> Member:
 def iter_member_bytes(path: Path, wanted: set[str], max_bytes: int) -> Iterator[tuple[str, bytes]]:
     """Second pass for the few members that differ: their bytes, up to max_bytes each."""
     _, raw = open_payload(path)
-    with raw, tarfile.open(fileobj=raw, mode="r|") as tar:  # type: ignore[call-overload]
+    with raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for info in tar:
             if info.name in wanted and info.isreg():
                 f = tar.extractfile(info)

@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh machine:
+#   make verify VERSION=3.13.5     set up, build the pinned images, rebuild and compare
+#   make test                      set up, build the images, run unit and integration tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+
+VERSION ?=
+REMOTE ?=
+BASE_URL ?=
+PUBLISHED ?=
+OUT ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup host images verify test bench lint clean
+
+host:
+	@bash containers/host-setup.sh
+
+$(STAMPS)/venv: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	@mkdir -p $(STAMPS) && touch $@
+
+setup: host $(STAMPS)/venv
+
+images: setup
+	$(BIN)/cpython-repro images build
+
+verify: setup
+	@test -n "$(VERSION)" || { echo "usage: make verify VERSION=3.13.5 [REMOTE=git-url] [BASE_URL=url] [PUBLISHED=file ...] [OUT=dir]" >&2; exit 2; }
+	$(BIN)/cpython-repro verify $(VERSION) \
+	  $(if $(REMOTE),--remote $(REMOTE)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
+	  $(foreach p,$(PUBLISHED),--published $(p)) $(if $(OUT),--out $(OUT))
+
+test: setup images
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup images
+	$(BIN)/python -m tests.bench
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(STAMPS) out

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Host prerequisites for cpython-repro, idempotent and quick when all is present:
+# Debian packages (git, xz-utils, mmdebstrap for the offline base, docker.io if there is no
+# Docker at all) and a running Docker daemon. Called by `make setup`.
+set -euo pipefail
+
+need=()
+command -v git >/dev/null || need+=(git)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v docker >/dev/null || need+=(docker.io)
+[ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || need+=(debian-archive-keyring)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "host-setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    ca-certificates "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "host-setup: no Docker daemon answers; starting dockerd"
+  $SUDO sh -c 'nohup dockerd >/var/log/cpython-repro-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || {
+    echo "host-setup: dockerd did not come up; see /var/log/cpython-repro-dockerd.log" >&2
+    exit 3
+  }
+fi
