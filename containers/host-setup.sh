@@ -7,7 +7,8 @@ set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 command -v xz >/dev/null || need+=(xz-utils)
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# mount and gpg are only recommended by mmdebstrap, but its root mode and key checks use them.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap mount gpg arch-test)
 command -v docker >/dev/null || need+=(docker.io)
 [ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || need+=(debian-archive-keyring)
 
