@@ -91,7 +91,7 @@ def main() -> int:
           f"identical to published: {sha256_file(repack) == ORIG_SHA256}")
 
     floor, _, _ = timed(["sh", "-c", f"xz -dc {tampered} > /dev/null"])
-    ours_s, ours_rss, ours = timed([sys.executable, "-m", "cpython_repro", "compare",
+    ours_s, ours_rss, _ = timed([sys.executable, "-m", "cpython_repro", "compare",
                                     str(orig), str(tampered), "--json", str(WORK / "ours.json"),
                                     "-q"])
     found = json.loads((WORK / "ours.json").read_text())
