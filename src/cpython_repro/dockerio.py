@@ -60,6 +60,17 @@ def _unavailable(exc: BaseException) -> DockerUnavailable:
     )
 
 
+def _image_info(ref: str, img: Any) -> ImageInfo:
+    attrs = img.attrs
+    return ImageInfo(
+        ref=ref,
+        image_id=img.id,
+        layers=tuple(attrs.get("RootFS", {}).get("Layers", ())),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        created=str(attrs.get("Created", "")),
+    )
+
+
 class Docker:
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -80,14 +91,7 @@ class Docker:
             return None
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc) from exc
-        attrs = img.attrs
-        return ImageInfo(
-            ref=ref,
-            image_id=img.id,
-            layers=tuple(attrs.get("RootFS", {}).get("Layers", ())),
-            labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
-            created=str(attrs.get("Created", "")),
-        )
+        return _image_info(ref, img)
 
     def import_rootfs(self, tarball: Path, repository: str, tag: str) -> ImageInfo:
         try:
@@ -130,12 +134,7 @@ class Docker:
         for img in listed:
             for tag in img.tags:
                 if tag.startswith(prefix):
-                    attrs = img.attrs
-                    out.append(ImageInfo(
-                        tag, img.id, tuple(attrs.get("RootFS", {}).get("Layers", ())),
-                        dict((attrs.get("Config") or {}).get("Labels") or {}),
-                        str(attrs.get("Created", "")),
-                    ))
+                    out.append(_image_info(tag, img))
         return out
 
     def remove(self, ref: str) -> None:
