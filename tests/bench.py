@@ -100,10 +100,13 @@ def main() -> int:
     print(f"cpython-repro compare {ours_s:7.2f} s  peak RSS {ours_rss / 1024:6.0f} MiB  "
           f"verdict {found['verdict']}  ({ours_s / floor:.2f}x the floor)")
     print(f"  differing members: {ours_paths}")
-    if shutil.which("diffoscope") is None:
+    # The venv's diffoscope (a dependency) first, then one on PATH.
+    beside = Path(sys.executable).parent / "diffoscope"
+    diffoscope = str(beside) if beside.exists() else shutil.which("diffoscope")
+    if diffoscope is None:
         print("diffoscope: not installed, no ratio")
         return 0
-    dif_s, _ = timed(["diffoscope", "--json", str(WORK / "diffoscope.json"),
+    dif_s, _ = timed([diffoscope, "--json", str(WORK / "diffoscope.json"),
                       str(orig), str(tampered)])
     top = ours_paths[0].split("/")[0] if ours_paths else "Python-3.13.5"
     paths: set[str] = set()
