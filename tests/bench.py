@@ -100,17 +100,22 @@ def main() -> int:
     print(f"cpython-repro compare {ours_s:7.2f} s  peak RSS {ours_rss / 1024:6.0f} MiB  "
           f"verdict {found['verdict']}  ({ours_s / floor:.2f}x the floor)")
     print(f"  differing members: {ours_paths}")
-    # The venv's diffoscope (a dependency) first, then one on PATH.
+    # Debian's diffoscope on PATH brings its external tools; the venv's is the fallback.
     beside = Path(sys.executable).parent / "diffoscope"
-    diffoscope = str(beside) if beside.exists() else shutil.which("diffoscope")
+    diffoscope = shutil.which("diffoscope") or (str(beside) if beside.exists() else None)
     if diffoscope is None:
         print("diffoscope: not installed, no ratio")
         return 0
+    (WORK / "diffoscope.json").unlink(missing_ok=True)
     dif_s, _ = timed([diffoscope, "--json", str(WORK / "diffoscope.json"),
                       str(orig), str(tampered)])
     top = ours_paths[0].split("/")[0] if ours_paths else "Python-3.13.5"
     paths: set[str] = set()
-    diffoscope_paths(json.loads((WORK / "diffoscope.json").read_text()), top, paths)
+    report = WORK / "diffoscope.json"
+    if not report.exists():
+        print(f"diffoscope ({diffoscope}) wrote no report after {dif_s:.2f} s")
+        return 1
+    diffoscope_paths(json.loads(report.read_text()), top, paths)
     print(f"diffoscope            {dif_s:7.2f} s  ratio diffoscope/ours {dif_s / ours_s:.1f}x")
     print(f"  differing members: {sorted(paths)}")
     print(f"  same set of paths: {sorted(paths) == ours_paths}")
