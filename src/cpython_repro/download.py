@@ -67,7 +67,7 @@ class Fetcher:
                 try:
                     self._transfer(url, part)
                     break
-                except (DownloadIncomplete, NetworkError) as exc:
+                except NetworkError as exc:  # DownloadIncomplete included
                     last = exc
                     if isinstance(exc, _Fatal):
                         raise

@@ -85,7 +85,7 @@ class Rebuilder:
         job.mkdir(exist_ok=True)
         (job / "rebuild.sh").write_text(script(plan, source))
         user = _container_user()
-        if user.startswith("1000:"):
+        if os.getuid() == 0:
             # The container's user must be able to write the results.
             outdir.chmod(0o777)
         for stale in [outdir / "payload.tar", *(outdir / a.name for a in plan.artifacts)]:

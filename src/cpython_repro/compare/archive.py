@@ -115,23 +115,15 @@ def read_listing(path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT) -> Listing:
     kind, raw = open_payload(path)
     members: list[Member] = []
     formats: set[str] = set()
+    stream = _Hashing(raw, limit)
     try:
-        with raw:
-            stream = _Hashing(raw, limit)
-            try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                    for i, info in enumerate(tar):
-                        members.append(_member(i, info, tar))
-                        formats.add(_format_of(info))
-                stream.drain()
-            except ArchiveError:
-                raise
-            except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, ValueError,
-                    pyzstd.ZstdError) as exc:
-                raise ArchiveError(f"{path.name}: unreadable {kind} archive: {exc}") from exc
-    except ArchiveError:
-        raise
-    except (OSError, EOFError, lzma.LZMAError) as exc:
+        with raw, tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            for i, info in enumerate(tar):
+                members.append(_member(i, info, tar))
+                formats.add(_format_of(info))
+            stream.drain()
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, ValueError,
+            pyzstd.ZstdError) as exc:
         raise ArchiveError(f"{path.name}: unreadable {kind} archive: {exc}") from exc
     return Listing(kind, members, stream.hash.hexdigest(), stream.size,
                    "+".join(sorted(formats)) or "empty")
