@@ -21,7 +21,7 @@ from typing import Any
 from cpython_repro.cache import Cache, sha256_file
 from cpython_repro.download import Fetcher
 from cpython_repro.resolve import data_dir, load_recipe
-from tests.fixtures.release import REPRO_OPTIONS, clamp
+from tests.fixtures.release import tar_options
 
 ORIG_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz"
 ORIG_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
@@ -45,7 +45,7 @@ def make_pair(orig: Path, image: str) -> tuple[Path, Path]:
         first = tar.next()
         assert first is not None
         top, mtime = first.name.rstrip("/"), int(first.mtime)
-    opts = " ".join(f"'{o.replace('{clamp}', clamp(mtime))}'" for o in REPRO_OPTIONS)
+    opts = tar_options(mtime)
     edits = " && ".join(f"printf '\\n# injected\\n' >> {top}/{p}" for p in CHANGED)
     script = (
         f"set -e; mkdir -p /tmp/t && cd /tmp/t && xz -dc /i/{orig.name} | tar xf - && "

@@ -30,6 +30,10 @@ def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {a["name"]: a for a in report["artifacts"]}
 
 
+def content_findings(artifact: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in artifact["findings"] if f["kind"] == "content"]
+
+
 def tampered(world: World, tmp_path: Path, change: Any) -> dict[str, Path]:
     tree = copy_tree(world, tmp_path / "tampered")
     change(tree)
@@ -88,7 +92,7 @@ def test_one_changed_byte_is_content_differs(world: World, site: Site, tmp_path:
     assert code == 1
     for art in by_name(report).values():
         assert art["verdict"] == "content-differs"
-        content = [f for f in art["findings"] if f["kind"] == "content"]
+        content = content_findings(art)
         assert [f["path"] for f in content] == [f"Python-{VERSION}/Lib/os.py"]
         assert "1 byte(s) changed, first at offset 10" in content[0]["explanation"]
 
@@ -103,7 +107,7 @@ def test_extra_member_is_named(world: World, site: Site, tmp_path: Path) -> None
     assert code == 1
     for art in by_name(report).values():
         assert art["verdict"] == "content-differs"
-        content = [f for f in art["findings"] if f["kind"] == "content"]
+        content = content_findings(art)
         assert [(f["path"], f["field"]) for f in content] == [
             (f"Python-{VERSION}/Lib/backdoor.py", "presence")]
         assert "only in the published artifact" in content[0]["explanation"]
@@ -121,7 +125,7 @@ def test_changed_mtime_is_same_content(world: World, site: Site, tmp_path: Path)
         assert art["payload_identical"] is False
         fields = [(f["kind"], f["path"], f["field"]) for f in art["findings"]]
         assert ("metadata", f"Python-{VERSION}/Lib/os.py", "mtime") in fields
-        assert not [f for f in art["findings"] if f["kind"] == "content"]
+        assert not content_findings(art)
 
 
 def test_multithreaded_xz_is_same_content(world: World, site: Site, tmp_path: Path) -> None:
