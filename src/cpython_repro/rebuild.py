@@ -26,14 +26,12 @@ def clamp_time(commit_time: int) -> str:
     return dt.datetime.fromtimestamp(commit_time, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def script(plan: Plan, source: Source) -> str:
+def export_lines(plan: Plan, source: Source) -> list[str]:
+    """release.py export(): the tree under /out/work/<prefix>, then cd /out/work."""
     r = plan.recipe
     q = shlex.quote
     prefix = plan.prefix
-    when = source.commit_date
-    tar_opts = " ".join(q(o.replace("{commit_time}", clamp_time(source.commit_time)))
-                        for o in r.tar_options)
-    lines = [
+    return [
         "set -eu",
         "umask 022",
         "export LC_ALL=C.UTF-8 TZ=UTC HOME=/tmp GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null",
@@ -57,14 +55,27 @@ def script(plan: Plan, source: Source) -> str:
         *(f"rm -f {q(f)}" for f in r.remove_files),
         "step blurb export",
         "blurb export",
-        *(f"rm -rf {q(d)}" for d in r.remove_dirs_for(when)),
+        *(f"rm -rf {q(d)}" for d in r.remove_dirs_for(source.commit_date)),
         "step zap pycs",
         "find . -depth -name __pycache__ -exec rm -rf {} \\;",
         "find . -name '*.py[co]' -exec rm -f {} \\;",
         "cd ..",
+    ]
+
+
+def tar_options(plan: Plan, source: Source) -> list[str]:
+    return [o.replace("{commit_time}", clamp_time(source.commit_time))
+            for o in plan.recipe.tar_options]
+
+
+def script(plan: Plan, source: Source) -> str:
+    q = shlex.quote
+    tar_opts = " ".join(q(o) for o in tar_options(plan, source))
+    lines = [
+        *export_lines(plan, source),
         "# tarball(): one payload, compressed once per artifact",
         f"step tar {tar_opts}",
-        f"tar cf /out/payload.tar {tar_opts} {q(prefix)}",
+        f"tar cf /out/payload.tar {tar_opts} {q(plan.prefix)}",
     ]
     for art in plan.artifacts:
         cmd = " ".join(q(c) for c in art.recipe.compress)
@@ -80,22 +91,38 @@ class Rebuilder:
     limits: Limits = field(default_factory=Limits)
 
     def rebuild(self, plan: Plan, source: Source, image: Image, outdir: Path) -> RebuildResult:
+        names = [a.name for a in plan.artifacts]
+        seconds = self.run(script(plan, source), source, image, outdir,
+                           ["payload.tar", *names])
+        artifacts = []
+        for name in names:
+            path = outdir / name
+            artifacts.append(Rebuilt(name, path, sha256_file(path), path.stat().st_size))
+        payload = outdir / "payload.tar"
+        tools = _parse_tools((outdir / TOOLS_FILE).read_text())
+        tools["image"] = image.ref
+        tools["image_id"] = image.image_id
+        return RebuildResult(payload, sha256_file(payload), tuple(artifacts), tools,
+                             outdir / "rebuild.log", seconds)
+
+    def run(self, text: str, source: Source, image: Image, outdir: Path,
+            outputs: list[str], extra: tuple[Mount, ...] = ()) -> float:
+        """Run one job script in the container; its outputs must appear in outdir."""
         outdir.mkdir(parents=True, exist_ok=True)
         job = outdir / "job"
         job.mkdir(exist_ok=True)
-        (job / "rebuild.sh").write_text(script(plan, source))
-        user = _container_user()
+        (job / "rebuild.sh").write_text(text)
         if os.getuid() == 0:
             # The container's user must be able to write the results.
             outdir.chmod(0o777)
-        for stale in [outdir / "payload.tar", *(outdir / a.name for a in plan.artifacts)]:
-            stale.unlink(missing_ok=True)
+        for stale in outputs:
+            (outdir / stale).unlink(missing_ok=True)
         started = time.monotonic()
         result = self.docker.run(
             image.ref, ["sh", "/job/rebuild.sh"],
             mounts=[Mount(source.repo, "/repo"), Mount(job, "/job"),
-                    Mount(outdir, "/out", read_only=False)],
-            user=user, limits=self.limits,
+                    Mount(outdir, "/out", read_only=False), *extra],
+            user=_container_user(), limits=self.limits,
         )
         seconds = time.monotonic() - started
         log = outdir / "rebuild.log"
@@ -108,15 +135,11 @@ class Rebuilder:
             raise RebuildFailed(
                 f"the rebuild failed in the container (exit {result.exit_code}): {last[0]}; "
                 f"log kept at {log}", log_path=str(log))
-        artifacts = []
-        for art in plan.artifacts:
-            path = outdir / art.name
-            artifacts.append(Rebuilt(art.name, path, sha256_file(path), path.stat().st_size))
-        payload = outdir / "payload.tar"
-        tools = _parse_tools((outdir / TOOLS_FILE).read_text())
-        tools["image"] = image.ref
-        tools["image_id"] = image.image_id
-        return RebuildResult(payload, sha256_file(payload), tuple(artifacts), tools, log, seconds)
+        missing = [o for o in outputs if not (outdir / o).is_file()]
+        if missing:
+            raise RebuildFailed(f"the rebuild did not write {', '.join(missing)}; log kept at "
+                                f"{log}", log_path=str(log))
+        return seconds
 
 
 def _container_user() -> str:

@@ -8,19 +8,31 @@ cannot be read is an error verdict, never a pass.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpython_repro.cache import sha256_file
-from cpython_repro.compare.archive import Listing, Member, iter_member_bytes, read_listing
+from cpython_repro.compare.archive import (
+    DEFAULT_PAYLOAD_LIMIT,
+    HEADER_FIELDS,
+    Entry,
+    Listing,
+    Member,
+    Payload,
+    TarReader,
+    with_digest,
+)
 from cpython_repro.compare.layers import describe
 from cpython_repro.errors import ArchiveError
 from cpython_repro.models import Comparison, Finding, Verdict
 
 MAX_FINDINGS = 200
 GROUP_AFTER = 5  # more than this many members with the same metadata change: one finding
-DIFF_BYTES = 8 << 20  # members compared byte by byte to explain a difference, per side
+DIFF_BYTES = 8 << 20  # members up to this size are kept while read, to explain a difference
+KEEP_BUDGET = 64 << 20  # bytes held for members not yet paired with the other side
 
 CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("type", lambda m: m.type),
@@ -30,33 +42,114 @@ CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
 )
 METADATA_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("mtime", lambda m: _time(m.mtime)),
-    ("uid/gid", lambda m: f"{m.uid}/{m.gid}"),
-    ("owner names", lambda m: f"{m.uname or '-'}/{m.gname or '-'}"),
+    ("owner", lambda m: f"{m.uid}/{m.uname or '-'}"),
+    ("group", lambda m: f"{m.gid}/{m.gname or '-'}"),
     ("device numbers", lambda m: f"{m.devmajor},{m.devminor}"),
+    ("header format", lambda m: m.format),
     ("pax headers", lambda m: ",".join(f"{k}={v}" for k, v in sorted(m.pax.items()))),
+    ("pax header name", lambda m: m.pax_name),
 )
+# Raw header fields whose value is already compared above, parsed; their encoding is
+# reported only where the parsed values agree.
+_PARSED = {"mode": "mode", "uid": "owner", "gid": "group", "size": "content",
+           "mtime": "mtime", "typeflag": "type", "linkname": "link target", "uname": "owner",
+           "gname": "group", "devmajor": "device numbers", "devminor": "device numbers",
+           "magic": "header format", "version": "header format"}
 
 
 def _time(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
-def compare(name: str, published: Path, rebuilt: Path) -> Comparison:
+@dataclass
+class _Side:
+    name: str
+    reader: TarReader
+    members: list[Member] = field(default_factory=list)
+    pending: dict[str, tuple[Member, bytes | None]] = field(default_factory=dict)
+    head: Entry | None = None
+
+    def advance(self) -> None:
+        self.head = self.reader.next()
+
+
+@dataclass
+class _Pass:
+    """Both archives read once, together: members paired by path as they stream by."""
+
+    pub: _Side
+    reb: _Side
+    kept: int = 0
+    changed: dict[str, tuple[bytes | None, bytes | None]] = field(default_factory=dict)
+
+    def run(self) -> None:
+        pub, reb = self.pub, self.reb
+        pub.advance()
+        reb.advance()
+        while pub.head or reb.head:
+            p, r = pub.head, reb.head
+            if p and r and p.member.path == r.member.path:
+                keep = max(p.data_size, r.data_size) <= DIFF_BYTES
+                self._pair(self._consume(pub, keep), self._consume(reb, keep))
+                pub.advance()
+                reb.advance()
+            elif p and p.member.path in reb.pending:
+                self._pair(self._consume(pub, True), reb.pending.pop(p.member.path))
+                pub.advance()
+            elif r and r.member.path in pub.pending:
+                self._pair(pub.pending.pop(r.member.path), self._consume(reb, True))
+                reb.advance()
+            else:
+                side = pub if r is None or (p is not None and p.member.path < r.member.path) \
+                    else reb
+                m, data = self._consume(side, True)
+                side.pending.setdefault(m.path, (m, data))
+                side.advance()
+
+    def _consume(self, side: _Side, keep: bool) -> tuple[Member, bytes | None]:
+        entry = side.head
+        if entry is None:
+            raise ArchiveError(f"{side.name}: no member to read")  # unreachable by run()
+        keep = keep and entry.data_size <= DIFF_BYTES and self.kept < KEEP_BUDGET
+        h = hashlib.sha256()
+        parts: list[bytes] = []
+        while piece := side.reader.data():
+            h.update(piece)
+            if keep:
+                parts.append(piece)
+        m = with_digest(entry.member, h.hexdigest() if entry.member.type == "file" else "")
+        side.members.append(m)
+        return m, b"".join(parts) if keep else None
+
+    def _pair(self, p: tuple[Member, bytes | None], r: tuple[Member, bytes | None]) -> None:
+        if p[0].sha256 != r[0].sha256:
+            self.changed[p[0].path] = (p[1], r[1])
+            self.kept += len(p[1] or b"") + len(r[1] or b"")
+
+
+def compare(name: str, published: Path, rebuilt: Path,
+            limit: int = DEFAULT_PAYLOAD_LIMIT) -> Comparison:
     pub_sha, reb_sha = sha256_file(published), sha256_file(rebuilt)
     sizes = published.stat().st_size, rebuilt.stat().st_size
     if pub_sha == reb_sha:
         return Comparison(name, "identical", pub_sha, reb_sha, *sizes, True, 0, 0)
+    ppay, rpay = Payload(published, limit), Payload(rebuilt, limit)
+    work = _Pass(_Side("published", TarReader(ppay)), _Side("rebuilt", TarReader(rpay)))
     try:
-        pub, reb = read_listing(published), read_listing(rebuilt)
-        layer = {"published": describe(published, pub.compression),
-                 "rebuilt": describe(rebuilt, reb.compression)}
+        work.run()
+        layer = {"published": describe(published, ppay.kind),
+                 "rebuilt": describe(rebuilt, rpay.kind)}
     except ArchiveError as exc:
         return Comparison(name, "error", pub_sha, reb_sha, *sizes, None, 0, 0,
                           error=exc.one_line())
+    finally:
+        ppay.close()
+        rpay.close()
+    pub, reb = (_listing(s, pay) for s, pay in ((work.pub, ppay), (work.reb, rpay)))
     findings = _compression_findings(pub, reb, layer)
     payload_identical = pub.payload_sha256 == reb.payload_sha256
     if not payload_identical:
-        findings += _member_findings(pub, reb, published, rebuilt)
+        findings += _member_findings(pub, reb, work.changed)
     content = any(f.kind == "content" for f in findings)
     verdict: Verdict = "content-differs" if content else "same-content"
     ordered = sorted(findings, key=lambda f: ("content", "metadata", "compression",
@@ -66,6 +159,11 @@ def compare(name: str, published: Path, rebuilt: Path) -> Comparison:
         len(pub.members), len(reb.members), tuple(ordered[:MAX_FINDINGS]), len(findings),
         layer=layer,
     )
+
+
+def _listing(side: _Side, payload: Payload) -> Listing:
+    return Listing(payload.kind, side.members, payload.hash.hexdigest(), payload.size,
+                   "+".join(sorted(side.reader.formats)) or "empty", side.reader.trailing)
 
 
 def _compression_findings(pub: Listing, reb: Listing,
@@ -89,9 +187,15 @@ def _compression_findings(pub: Listing, reb: Listing,
     return out
 
 
-def _member_findings(pub: Listing, reb: Listing, pub_path: Path,
-                     reb_path: Path) -> list[Finding]:
+def _member_findings(pub: Listing, reb: Listing,
+                     kept: dict[str, tuple[bytes | None, bytes | None]]) -> list[Finding]:
     out: list[Finding] = []
+    for side, listing in (("published", pub), ("rebuilt", reb)):
+        if listing.trailing:
+            out.append(Finding("content", "", "trailing data", str(pub.trailing),
+                               str(reb.trailing),
+                               f"{listing.trailing} non-zero bytes after the end-of-archive "
+                               f"marker of the {side} artifact, outside any member"))
     pmap, rmap = _by_path(pub.members, out, "published"), _by_path(reb.members, out, "rebuilt")
     for path in sorted(set(pmap) - set(rmap)):
         m = pmap[path]
@@ -105,18 +209,19 @@ def _member_findings(pub: Listing, reb: Listing, pub_path: Path,
     changed: list[str] = []
     for path in common:
         a, b = pmap[path], rmap[path]
-        for field, get in CONTENT_FIELDS:
+        for name, get in CONTENT_FIELDS:
             if get(a) != get(b):
-                if field == "content":
+                if name == "content":
                     changed.append(path)
                 else:
-                    out.append(Finding("content", path, field, str(get(a)), str(get(b)),
-                                       f"{path}: {field} {get(a)} instead of {get(b)}"))
-    out += _explain_content(changed, pmap, rmap, pub_path, reb_path)
-    for field, get in METADATA_FIELDS:
+                    out.append(Finding("content", path, name, str(get(a)), str(get(b)),
+                                       f"{path}: {name} {get(a)} instead of {get(b)}"))
+    out += _explain_content(changed, pmap, rmap, kept)
+    for name, get in METADATA_FIELDS:
         diffs = [(p, str(get(pmap[p])), str(get(rmap[p]))) for p in common
                  if get(pmap[p]) != get(rmap[p])]
-        out += _grouped(field, diffs, len(common))
+        out += _grouped(name, diffs, len(common))
+    out += _header_encoding(common, pmap, rmap)
     order_p = [m.path for m in pub.members if m.path in rmap]
     order_r = [m.path for m in reb.members if m.path in pmap]
     if order_p != order_r:
@@ -151,18 +256,38 @@ def _grouped(field: str, diffs: list[tuple[str, str, str]], total: int) -> list[
     return [Finding("metadata", f"({len(diffs)} members)", field, a, b, text)]
 
 
+def _header_encoding(common: list[str], pmap: dict[str, Member],
+                     rmap: dict[str, Member]) -> list[Finding]:
+    """Raw header bytes that differ where the parsed values agree (e.g. "0000000" vs "")."""
+    fields = {"content": CONTENT_FIELDS, "metadata": METADATA_FIELDS}
+    getters = dict(fields["content"] + fields["metadata"])
+    by_field: dict[str, list[tuple[str, str, str]]] = {}
+    for path in common:
+        a, b = pmap[path], rmap[path]
+        if a.header == b.header:
+            continue
+        for fname, lo, hi in HEADER_FIELDS:
+            if fname == "chksum" or a.header[lo:hi] == b.header[lo:hi]:
+                continue
+            parsed = _PARSED.get(fname)
+            if parsed and getters[parsed](a) != getters[parsed](b):
+                continue
+            by_field.setdefault(fname, []).append(
+                (path, repr(a.header[lo:hi].rstrip(b"\x00")),
+                 repr(b.header[lo:hi].rstrip(b"\x00"))))
+    out = []
+    for fname, diffs in by_field.items():
+        out += _grouped(f"header {fname} encoding", diffs, len(common))
+    return out
+
+
 def _explain_content(paths: list[str], pmap: dict[str, Member], rmap: dict[str, Member],
-                     pub_path: Path, reb_path: Path) -> list[Finding]:
-    if not paths:
-        return []
-    wanted = set(paths)
-    small = {p for p in wanted if max(pmap[p].size, rmap[p].size) <= DIFF_BYTES}
-    pub_bytes = dict(iter_member_bytes(pub_path, small, DIFF_BYTES)) if small else {}
-    reb_bytes = dict(iter_member_bytes(reb_path, small, DIFF_BYTES)) if small else {}
+                     kept: dict[str, tuple[bytes | None, bytes | None]]) -> list[Finding]:
     out = []
     for path in paths:
         a, b = pmap[path], rmap[path]
-        text = _describe_change(path, a.size, b.size, pub_bytes.get(path), reb_bytes.get(path))
+        pub, reb = kept.get(path, (None, None))
+        text = _describe_change(path, a.size, b.size, pub, reb)
         out.append(Finding("content", path, "content", a.sha256[:16], b.sha256[:16], text))
     return out
 
