@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Host prerequisites for cpython-repro, idempotent and quick when all is present:
-# Debian packages (git, xz-utils, mmdebstrap for the offline base, docker.io if there is no
+# Debian packages (git, xz-utils, diffoscope, mmdebstrap for the offline base, docker.io if no
 # Docker at all) and a running Docker daemon. Called by `make setup`.
 set -euo pipefail
 
@@ -10,6 +10,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 # mount and gpg are only recommended by mmdebstrap, but its root mode and key checks use them.
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap mount gpg arch-test)
 command -v docker >/dev/null || need+=(docker.io)
+# diffoscope explains differing members; Debian's brings the libarchive and libmagic
+# bindings that the PyPI diffoscope in the venv also needs.
+command -v diffoscope >/dev/null || need+=(diffoscope-minimal libarchive13 libmagic1)
 [ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || need+=(debian-archive-keyring)
 
 SUDO=""

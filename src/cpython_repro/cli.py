@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from cpython_repro import __version__, console, images, resolve
+from cpython_repro import __version__, console, resolve
 from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
@@ -77,6 +77,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from cpython_repro import images
     from cpython_repro.dockerio import Docker
 
     docker = Docker.connect()

@@ -59,7 +59,8 @@ class Member:
     path: str
     type: str
     size: int
-    sha256: str
+    sha256: str  # of the content; "" for non-files, and for files found byte for byte
+    # equal to their counterpart in the other archive (no digest is needed to prove that)
     mode: int
     linkname: str
     mtime: float
@@ -426,7 +427,7 @@ class TarReader:
 
 
 def with_digest(m: Member, digest: str) -> Member:
-    return dataclasses.replace(m, sha256=digest)
+    return dataclasses.replace(m, sha256=digest) if digest != m.sha256 else m
 
 
 def read_listing(path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT) -> Listing:
