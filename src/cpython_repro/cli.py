@@ -56,7 +56,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     fetcher = Fetcher(cache, max_bytes=args.max_download,
                       progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
     outdir = Path(args.out or Path("out") / plan.version.text)
-    report = Verifier(cache, fetcher).run(plan, outdir)
+    report = Verifier(cache, fetcher, adoption=not args.no_adopt).run(plan, outdir)
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="output directory (default: out/VERSION)")
     v.add_argument("--json", help="report path (default: OUT/report.json)")
     v.add_argument("--max-download", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES")
+    v.add_argument("--no-adopt", action="store_true",
+                   help="do not try a second rebuild with metadata taken from the published "
+                        "artifact when only metadata differs")
     v.set_defaults(func=cmd_verify)
 
     c = sub.add_parser("compare", parents=[common], help="compare two archives")

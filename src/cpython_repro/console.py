@@ -36,6 +36,7 @@ def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
     for a in artifacts:
         if a.get("error"):
             out.print(f"[bold red]{a['name']}[/]: {a['error']}")
+        _show_adoption(out, a)
         findings = a["findings"]
         if not findings:
             continue
@@ -45,6 +46,19 @@ def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
             out.print(f"  {mark} {f['kind']}: {escape(f['explanation'])}")
         if a["findings_total"] > SHOWN_FINDINGS:
             out.print(f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
+
+
+def _show_adoption(out: Console, a: dict[str, Any]) -> None:
+    adoption = a.get("adoption")
+    if not adoption:
+        return
+    if adoption["identical"]:
+        out.print(f"[bold]{a['name']}[/]: the published bytes, once these were adopted from it:")
+    else:
+        out.print(f"[bold]{a['name']}[/]: adoption did not give the published bytes "
+                  f"({escape(adoption['detail'])})")
+    for f in adoption["fields"]:
+        out.print(f"  [cyan]adopted[/] {f['field']}: {escape(f['value'])}")
 
 
 def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:

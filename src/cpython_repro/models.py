@@ -185,6 +185,24 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class AdoptedField:
+    """One piece of metadata taken from the published artifact for the adoption rebuild."""
+
+    field: str  # "member order", "mtimes", "owner", "tar format", "gzip header", ...
+    value: str  # what was taken, in words
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """The rebuild that took named metadata from the published artifact, and its outcome."""
+
+    fields: tuple[AdoptedField, ...]
+    identical: bool  # the adopted rebuild has the published sha256
+    rebuilt_sha256: str = ""
+    detail: str = ""  # why it could not be tried, or what still differs
+
+
+@dataclass(frozen=True)
 class Comparison:
     artifact: str
     verdict: Verdict
@@ -199,3 +217,4 @@ class Comparison:
     findings_total: int = 0  # before truncation of the list
     error: str = ""
     layer: dict[str, dict[str, str]] = field(default_factory=dict)
+    adoption: Adoption | None = None

@@ -59,6 +59,12 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "findings": [dataclasses.asdict(f) for f in c.findings],
         "findings_total": c.findings_total,
         "error": c.error or None,
+        "adoption": None if c.adoption is None else {
+            "identical": c.adoption.identical,
+            "fields": [dataclasses.asdict(f) for f in c.adoption.fields],
+            "rebuilt_sha256": c.adoption.rebuilt_sha256 or None,
+            "detail": c.adoption.detail or None,
+        },
     }
 
 

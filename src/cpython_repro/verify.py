@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpython_repro import compare, fetch, images, rebuild
+from cpython_repro import adopt, compare, fetch, images, rebuild
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker, Limits
 from cpython_repro.download import Fetcher
@@ -20,6 +20,7 @@ class Verifier:
     fetcher: Fetcher
     docker_factory: type[Docker] = Docker
     limits: Limits = field(default_factory=Limits)
+    adoption: bool = True
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
@@ -29,10 +30,14 @@ class Verifier:
         docker = self.docker_factory.connect()
         blurb = plan.recipe.blurb_for(source.commit_date)
         builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
-        built = rebuild.Rebuilder(docker, self.limits).rebuild(plan, source, builder, outdir)
+        rebuilder = rebuild.Rebuilder(docker, self.limits)
+        built = rebuilder.rebuild(plan, source, builder, outdir)
         rebuilt = {r.name: r for r in built.artifacts}
         comparisons = tuple(
             compare.compare(p.name, p.path, rebuilt[p.name].path) for p in published
         )
+        if self.adoption:
+            comparisons = adopt.Adopter(rebuilder).adopt(
+                plan, source, builder, outdir, comparisons, {p.name: p.path for p in published})
         return VerifyReport(plan, source, published, (builder,), built, comparisons,
                             started, dt.datetime.now(dt.UTC))

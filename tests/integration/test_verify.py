@@ -118,21 +118,31 @@ def test_changed_mtime_is_same_content(world: World, site: Site, tmp_path: Path)
         os.utime(tree / "Lib/os.py", (world.commit_time - 86400, world.commit_time - 86400))
 
     publish(site, world, tampered(world, tmp_path, older))
-    code, report = verify(world, site, tmp_path)
+    code, report = verify(world, site, tmp_path, "--no-adopt")
     assert code == 1
     for art in by_name(report).values():
         assert art["verdict"] == "same-content"
         assert art["payload_identical"] is False
+        assert art["adoption"] is None
         fields = [(f["kind"], f["path"], f["field"]) for f in art["findings"]]
         assert ("metadata", f"Python-{VERSION}/Lib/os.py", "mtime") in fields
         assert not content_findings(art)
+    # Adopting the published mtimes gives the published bytes, and says so.
+    code, report = verify(world, site, tmp_path)
+    assert code == 0, report
+    for art in by_name(report).values():
+        assert art["verdict"] == "identical-after-adoption"
+        assert art["adoption"]["identical"] is True
+        assert art["adoption"]["rebuilt_sha256"] == art["published"]["sha256"]
+        adopted = {f["field"]: f["value"] for f in art["adoption"]["fields"]}
+        assert adopted["mtimes"].startswith("2 distinct mtimes")
 
 
 def test_multithreaded_xz_is_same_content(world: World, site: Site, tmp_path: Path) -> None:
     mt = release.recompress(world.published[".tar"], world.base_image,
                             "xz -T2 --block-size=4096", tmp_path / "mt" / "x.tar.xz")
     publish(site, world, {".tgz": world.published[".tgz"], ".tar.xz": mt})
-    code, report = verify(world, site, tmp_path)
+    code, report = verify(world, site, tmp_path, "--no-adopt")
     assert code == 1
     arts = by_name(report)
     assert arts[f"Python-{VERSION}.tgz"]["verdict"] == "identical"
@@ -143,3 +153,36 @@ def test_multithreaded_xz_is_same_content(world: World, site: Site, tmp_path: Pa
     assert xz["compression"]["rebuilt"]["encoder"] == "single-threaded"
     assert int(xz["compression"]["published"]["blocks"]) > 1
     assert {f["kind"] for f in xz["findings"]} == {"compression"}
+
+    code, report = verify(world, site, tmp_path)
+    assert code == 0, report
+    xz = by_name(report)[f"Python-{VERSION}.tar.xz"]
+    assert xz["verdict"] == "identical-after-adoption"
+    adopted = {f["field"]: f["value"] for f in xz["adoption"]["fields"]}
+    assert adopted["xz layout"].startswith("multi-threaded encoder")
+    assert "of 4096 bytes" in adopted["xz layout"]
+
+
+def test_legacy_release_is_identical_after_adoption(world: World, site: Site,
+                                                    tmp_path: Path) -> None:
+    """A release made the pre-2023-10 way: nothing normalised. Strictly it only has the same
+    content; adopting its metadata reproduces it byte for byte, every field listed."""
+    legacy = release.make_legacy_tarballs(world.tree, world.commit_time + 3600,
+                                          world.base_image, tmp_path / "legacy")
+    publish(site, world, legacy)
+    code, report = verify(world, site, tmp_path)
+    assert code == 0, json.dumps(report, indent=1)[:3000]
+    arts = by_name(report)
+    for art in arts.values():
+        assert art["verdict"] == "identical-after-adoption"
+        assert not content_findings(art)
+        metadata = {f["field"] for f in art["findings"] if f["kind"] == "metadata"}
+        assert {"member order", "owner", "group", "header format"} <= metadata
+        adopted = {f["field"]: f["value"] for f in art["adoption"]["fields"]}
+        assert adopted["owner"] == "1000/pablogsal"
+        assert adopted["tar format"] == "gnu"
+        assert "member order" in adopted and "mtimes" in adopted
+    tgz = {f["field"]: f["value"] for f in arts[f"Python-{VERSION}.tgz"]["adoption"]["fields"]}
+    assert f"mtime {world.commit_time + 3600}" in tgz["gzip header"]
+    xz = {f["field"]: f["value"] for f in arts[f"Python-{VERSION}.tar.xz"]["adoption"]["fields"]}
+    assert xz["xz layout"].startswith("multi-threaded encoder")

@@ -42,7 +42,7 @@ CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("content", lambda m: m.sha256),
 )
 METADATA_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
-    ("mtime", lambda m: _time(m.mtime)),
+    ("mtime", lambda m: utc_time(m.mtime)),
     ("owner", lambda m: f"{m.uid}/{m.uname or '-'}"),
     ("group", lambda m: f"{m.gid}/{m.gname or '-'}"),
     ("device numbers", lambda m: f"{m.devmajor},{m.devminor}"),
@@ -58,7 +58,7 @@ _PARSED = {"mode": "mode", "uid": "owner", "gid": "group", "size": "content",
            "magic": "header format", "version": "header format"}
 
 
-def _time(t: float) -> str:
+def utc_time(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
@@ -211,8 +211,11 @@ def _compression_findings(pub: Listing, reb: Listing,
         out.append(Finding("compression", "", "payload", pub.payload_sha256[:16],
                            reb.payload_sha256[:16],
                            "the tar payloads are identical; only the compressed bytes differ"))
+    several_blocks = any(side.get("blocks", "1") != "1" for side in layer.values())
     for key in sorted(set(layer["published"]) | set(layer["rebuilt"])):
         a, b = layer["published"].get(key, ""), layer["rebuilt"].get(key, "")
+        if key == "header_bytes" or (key == "block_size" and not several_blocks):
+            continue  # follows from other fields, or is just the payload size
         if a != b:
             out.append(Finding("compression", "", f"{pub.compression} {key}", a, b,
                                f"{pub.compression} {key}: published {a}, rebuilt {b}"))

@@ -28,12 +28,19 @@ def gzip_header(path: Path) -> dict[str, str]:
                 if len(raw) > 4096:
                     break
             name = raw.decode("latin-1")
+        if flags & 0x10:  # FCOMMENT
+            while f.read(1) not in (b"", b"\x00"):
+                pass
+        if flags & 0x02:  # FHCRC
+            f.read(2)
+        header_bytes = f.tell()
     return {
         "mtime": str(mtime),
         "flags": f"0x{flags:02x}",
         "xfl": {2: "2 (-9, slowest)", 4: "4 (fastest)"}.get(xfl, str(xfl)),
         "os": GZIP_OS.get(os_, str(os_)),
         "name": name,
+        "header_bytes": str(header_bytes),
     }
 
 
@@ -56,7 +63,7 @@ def xz_layout(path: Path) -> dict[str, str]:
     streams = blocks = 0
     check = ""
     sizes_in_headers = False
-    dict_size = 0
+    dict_size = first_block = 0
     with path.open("rb") as f:
         end = size
         while end > 0:
@@ -80,10 +87,12 @@ def xz_layout(path: Path) -> dict[str, str]:
                 raise ArchiveError(f"{path.name}: malformed xz index")
             count, pos = _varint(index, 1)
             unpadded_total = 0
-            for _ in range(count):
+            for i in range(count):
                 unpadded, pos = _varint(index, pos)
-                _, pos = _varint(index, pos)
+                uncompressed, pos = _varint(index, pos)
                 unpadded_total += (unpadded + 3) & ~3
+                if i == 0:
+                    first_block = uncompressed
             blocks += count
             streams += 1
             start = index_start - unpadded_total - 12
@@ -113,6 +122,7 @@ def xz_layout(path: Path) -> dict[str, str]:
         "blocks": str(blocks),
         "check": check,
         "lzma2_dict": f"{dict_size >> 20} MiB" if dict_size >= 1 << 20 else str(dict_size),
+        "block_size": str(first_block),  # uncompressed bytes in the first block
         # Single-threaded xz leaves sizes out of block headers; the threaded encoder puts them in.
         "encoder": "multi-threaded" if sizes_in_headers else "single-threaded",
     }
