@@ -68,7 +68,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for p in (args.published, args.rebuilt):
         if not Path(p).is_file():
             raise InputError(f"no such file: {p}")
-    result = compare(Path(args.published).name, Path(args.published), Path(args.rebuilt))
+    diff_dir = Path(args.diff_dir) if args.diff_dir else None
+    result = compare(Path(args.published).name, Path(args.published), Path(args.rebuilt),
+                     diff_dir=diff_dir, report_dir=diff_dir)
     data = comparison_json(result)
     if args.json:
         write_json(data, Path(args.json))
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("published")
     c.add_argument("rebuilt")
     c.add_argument("--json", help="write the comparison as JSON here")
+    c.add_argument("--diff-dir", help="run diffoscope on the differing members, output here")
     c.set_defaults(func=cmd_compare)
 
     i = sub.add_parser("images", parents=[common], help="build, list or prune our images")

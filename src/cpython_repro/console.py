@@ -46,6 +46,11 @@ def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
             out.print(f"  {mark} {f['kind']}: {escape(f['explanation'])}")
         if a["findings_total"] > SHOWN_FINDINGS:
             out.print(f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
+        d = a.get("diffoscope")
+        if d:
+            where = f": {d['text']}, {d['html']}" if d["text"] else ""
+            out.print(f"  diffoscope on {len(d['members'])} member(s): {escape(d['status'])}"
+                      f"{escape(where)}")
 
 
 def _show_adoption(out: Console, a: dict[str, Any]) -> None:

@@ -203,6 +203,17 @@ class Adoption:
 
 
 @dataclass(frozen=True)
+class DiffoscopeRun:
+    """diffoscope over the members that differ; paths are relative to the report directory."""
+
+    status: str  # "differences", "no differences", "not installed: ...", "failed: ..."
+    members: tuple[str, ...] = ()
+    text: str = ""
+    html: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Comparison:
     artifact: str
     verdict: Verdict
@@ -218,3 +229,4 @@ class Comparison:
     error: str = ""
     layer: dict[str, dict[str, str]] = field(default_factory=dict)
     adoption: Adoption | None = None
+    diffoscope: DiffoscopeRun | None = None

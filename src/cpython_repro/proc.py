@@ -33,9 +33,10 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     stdout: int | None = subprocess.PIPE,
+    ok: tuple[int, ...] = (0,),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv (never through a shell). Raises ToolFailed on a non-zero exit."""
-    exe = require_tool(argv[0])
+    """Run argv (never through a shell). Raises ToolFailed on an exit code not in ok."""
+    exe = argv[0] if "/" in argv[0] else require_tool(argv[0])
     try:
         result = subprocess.run(
             [exe, *argv[1:]],
@@ -49,7 +50,7 @@ def run(
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolFailed(f"{argv[0]} took longer than {timeout:.0f}s") from exc
-    if result.returncode != 0:
+    if result.returncode not in ok:
         raise ToolFailed(
             f"{argv[0]} failed (exit {result.returncode}): {tail(result.stderr)}",
         )

@@ -59,6 +59,7 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "findings": [dataclasses.asdict(f) for f in c.findings],
         "findings_total": c.findings_total,
         "error": c.error or None,
+        "diffoscope": None if c.diffoscope is None else dataclasses.asdict(c.diffoscope),
         "adoption": None if c.adoption is None else {
             "identical": c.adoption.identical,
             "fields": [dataclasses.asdict(f) for f in c.adoption.fields],

@@ -34,7 +34,9 @@ class Verifier:
         built = rebuilder.rebuild(plan, source, builder, outdir)
         rebuilt = {r.name: r for r in built.artifacts}
         comparisons = tuple(
-            compare.compare(p.name, p.path, rebuilt[p.name].path) for p in published
+            compare.compare(p.name, p.path, rebuilt[p.name].path,
+                            diff_dir=outdir / "diffoscope" / p.name, report_dir=outdir)
+            for p in published
         )
         if self.adoption:
             comparisons = adopt.Adopter(rebuilder).adopt(

@@ -95,6 +95,12 @@ def test_one_changed_byte_is_content_differs(world: World, site: Site, tmp_path:
         content = content_findings(art)
         assert [f["path"] for f in content] == [f"Python-{VERSION}/Lib/os.py"]
         assert "1 byte(s) changed, first at offset 10" in content[0]["explanation"]
+        # diffoscope ran on that member only, and its view is kept beside the report.
+        d = art["diffoscope"]
+        assert d["status"] == "differences" and d["members"] == [f"Python-{VERSION}/Lib/os.py"]
+        text = (tmp_path / "out" / d["text"]).read_text()
+        assert '-"""OS routInes."""' in text and '+"""OS routines."""' in text
+        assert (tmp_path / "out" / d["html"]).read_text().startswith("<!DOCTYPE html>")
 
 
 def test_extra_member_is_named(world: World, site: Site, tmp_path: Path) -> None:

@@ -123,3 +123,33 @@ def test_decompression_bomb_stops_at_the_limit(tmp_path: Path) -> None:
     bomb = write(tmp_path / "b.tar.xz", lzma.compress(tar_bytes({"z": bytes(5_000_000)})))
     with pytest.raises(ArchiveError, match="exceeds"):
         read_listing(bomb, limit=1_000_000)
+
+
+def test_diffoscope_runs_only_on_differing_members(tmp_path: Path) -> None:
+    changed = dict(FILES)
+    changed["Python-3.13.99/Lib/mod3.py"] = b"x = 3\nimport evil\n"
+    changed["Python-3.13.99/Lib/evil.py"] = b"print('hi')\n"
+    pub = write(tmp_path / "p.tar", tar_bytes(changed))
+    reb = write(tmp_path / "r.tar", tar_bytes(FILES))
+    c = compare("x.tar", pub, reb, diff_dir=tmp_path / "d", report_dir=tmp_path)
+    assert c.diffoscope is not None
+    if c.diffoscope.status.startswith("not installed"):
+        pytest.skip("diffoscope is not installed here")
+    assert c.diffoscope.status == "differences"
+    assert set(c.diffoscope.members) == {"Python-3.13.99/Lib/mod3.py",
+                                         "Python-3.13.99/Lib/evil.py"}
+    text = (tmp_path / c.diffoscope.text).read_text()
+    assert "+import evil" not in text and "-import evil" in text
+    assert not list((tmp_path / "d").glob(".inputs-*"))  # the member bytes are gone
+
+
+def test_without_diffoscope_the_verdict_stands(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpython_repro.compare import diffoscope
+
+    monkeypatch.setattr(diffoscope, "find", lambda: None)
+    changed = {**FILES, "Python-3.13.99/Lib/mod3.py": b"changed\n"}
+    c = compare("x.tar", write(tmp_path / "p.tar", tar_bytes(changed)),
+                write(tmp_path / "r.tar", tar_bytes(FILES)), diff_dir=tmp_path / "d")
+    assert c.verdict == "content-differs"
+    assert c.diffoscope is not None and c.diffoscope.status.startswith("not installed")

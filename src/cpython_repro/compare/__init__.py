@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpython_repro.cache import sha256_file
+from cpython_repro.compare import diffoscope
 from cpython_repro.compare.archive import (
     DEFAULT_PAYLOAD_LIMIT,
     HEADER_FIELDS,
@@ -157,8 +158,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def compare(name: str, published: Path, rebuilt: Path,
-            limit: int = DEFAULT_PAYLOAD_LIMIT) -> Comparison:
+def compare(name: str, published: Path, rebuilt: Path, limit: int = DEFAULT_PAYLOAD_LIMIT,
+            diff_dir: Path | None = None, report_dir: Path | None = None) -> Comparison:
+    """diff_dir: where diffoscope writes its view of the differing members (none: skip)."""
     pub_sha, reb_sha = sha256_file(published), sha256_file(rebuilt)
     sizes = published.stat().st_size, rebuilt.stat().st_size
     if pub_sha == reb_sha:
@@ -189,11 +191,32 @@ def compare(name: str, published: Path, rebuilt: Path,
     verdict: Verdict = "content-differs" if content else "same-content"
     ordered = sorted(findings, key=lambda f: ("content", "metadata", "compression",
                                               "toolchain").index(f.kind))
+    member_diffs = None
+    if diff_dir is not None and content:
+        member_diffs = diffoscope.run(_differing_bytes(findings, work), diff_dir,
+                                      report_dir or diff_dir)
     return Comparison(
         name, verdict, pub_sha, reb_sha, *sizes, payload_identical,
         len(pub.members), len(reb.members), tuple(ordered[:MAX_FINDINGS]), len(findings),
-        layer=layer,
+        layer=layer, diffoscope=member_diffs,
     )
+
+
+def _differing_bytes(findings: list[Finding],
+                     work: _Pass) -> list[tuple[str, bytes | None, bytes | None]]:
+    """The members whose bytes or type differ, with what the pass kept of each side."""
+    out = []
+    for f in findings:
+        if f.kind != "content" or f.field not in ("content", "type", "presence"):
+            continue
+        if f.path in work.changed:
+            pub, reb = work.changed[f.path]
+        else:
+            pub = work.pub.pending.get(f.path, (None, None))[1]
+            reb = work.reb.pending.get(f.path, (None, None))[1]
+        if pub is not None or reb is not None:
+            out.append((f.path, pub, reb))
+    return out
 
 
 def _listing(side: _Side, payload: Payload) -> Listing:
