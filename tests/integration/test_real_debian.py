@@ -1,0 +1,156 @@
+"""The comparison on a real published CPython tarball: Debian's python3.13_3.13.5.orig.tar.xz,
+byte-identical to python.org's Python-3.13.5.tar.xz (DESIGN.md), downloaded from Debian's
+archive and checked against its pinned sha256.
+
+Repacking its tree in the builder container with the recipe's tar options and compressor
+gives the published bytes; copies with members changed, added and removed, with only mtimes
+and owners changed, and with the payload recompressed, each get the verdict they must.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import shlex
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import pyzstd
+
+from cpython_repro.cache import Cache, sha256_file
+from cpython_repro.compare import compare
+from cpython_repro.dockerio import Docker
+from cpython_repro.download import Fetcher
+from cpython_repro.images import ensure_builder
+from cpython_repro.models import Comparison
+from cpython_repro.rebuild import clamp_time
+from cpython_repro.resolve import data_dir, load_recipe
+from tests.conftest import docker_or_skip
+from tests.integration.conftest import IMAGES_CACHE
+
+pytestmark = pytest.mark.docker
+
+ORIG_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz"
+ORIG_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
+TOP = "Python-3.13.5"
+CHANGED = [f"{TOP}/Lib/os.py", f"{TOP}/configure"]
+REMOVED = f"{TOP}/Lib/this.py"
+ADDED = f"{TOP}/Lib/_backdoor.py"
+
+
+@pytest.fixture(scope="module")
+def orig() -> Path:
+    path = Fetcher(Cache(IMAGES_CACHE)).get(ORIG_URL).path
+    assert sha256_file(path) == ORIG_SHA256
+    return path
+
+
+@pytest.fixture(scope="module")
+def repacked(orig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The published tree re-tarred in the builder image with the recipe's own options."""
+    docker_or_skip()
+    recipe = load_recipe(data_dir("recipes") / "release-tools-2023-10.toml")
+    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))
+    with tarfile.open(orig) as tar:
+        first = tar.next()
+        assert first is not None
+        mtime = int(first.mtime)  # the tag's commit time, as clamped
+    opts = " ".join(shlex.quote(o.replace("{commit_time}", clamp_time(mtime)))
+                    for o in recipe.tar_options)
+    xz = " ".join(recipe.artifacts[1].compress)
+    out = tmp_path_factory.mktemp("repack")
+    out.chmod(0o777)
+    script = (f"set -e; cd /tmp && xz -dc /i/{orig.name} | tar xf - && "
+              f"tar cf - {opts} {TOP} | {xz} > /o/repacked.tar.xz")
+    subprocess.run(["docker", "run", "--rm", "--network", "none", "--tmpfs", "/tmp:size=2g",
+                    "-v", f"{orig.parent}:/i:ro", "-v", f"{out}:/o", image.ref, "sh", "-c",
+                    script], check=True, capture_output=True)
+    return out / "repacked.tar.xz"
+
+
+Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def rewrite(orig: Path, dest: Path,
+            change: Callable[[tarfile.TarInfo, bytes | None], Member | None],
+            extra: tuple[tarfile.TarInfo, bytes] | None = None) -> Path:
+    """Stream the published archive into a .tar.zst copy, member by member, changed."""
+    with tarfile.open(orig, "r|xz") as src, pyzstd.ZstdFile(dest, "w") as raw, \
+            tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as out:
+        for info in src:
+            f = src.extractfile(info) if info.isreg() else None
+            data = f.read() if f else None
+            kept = change(info, data)
+            if kept is not None:
+                new_info, new_data = kept
+                if new_data is not None:
+                    new_info.size = len(new_data)
+                out.addfile(new_info, io.BytesIO(new_data) if new_data is not None else None)
+        if extra:
+            out.addfile(extra[0], io.BytesIO(extra[1]))
+    return dest
+
+
+def content_paths(c: Comparison) -> set[str]:
+    return {f.path for f in c.findings if f.kind == "content"}
+
+
+def test_repacking_the_published_tree_is_identical(orig: Path, repacked: Path) -> None:
+    c = compare("Python-3.13.5.tar.xz", orig, repacked)
+    assert c.verdict == "identical", c.findings[:5]
+    assert c.published_sha256 == ORIG_SHA256
+
+
+def test_changed_added_removed_members_are_named_exactly(orig: Path, tmp_path: Path) -> None:
+    def change(info: tarfile.TarInfo, data: bytes | None) -> Member | None:
+        if info.name == REMOVED:
+            return None
+        if info.name in CHANGED and data is not None:
+            return info, data + b"\n# injected\n"
+        return info, data
+
+    added = tarfile.TarInfo(ADDED)
+    added.mtime, added.mode = 1749000000, 0o644
+    tampered = rewrite(orig, tmp_path / "tampered.tar.zst", change,
+                       (added, b"import os\nos.system('id')\n"))
+    c = compare("Python-3.13.5.tar.xz", orig, tampered, diff_dir=tmp_path / "diffs",
+                report_dir=tmp_path)
+    assert c.verdict == "content-differs"
+    assert content_paths(c) == {*CHANGED, REMOVED, ADDED}
+    text = {f.path: f.explanation for f in c.findings if f.kind == "content"}
+    # Published is the real artifact; the "rebuilt" side is the tampered copy here.
+    assert text[f"{TOP}/Lib/os.py"].endswith("truncated by 12 bytes")
+    assert "only in the published" in text[REMOVED]
+    assert "missing from the published" in text[ADDED]
+    assert c.diffoscope is not None and set(c.diffoscope.members) == {*CHANGED, REMOVED, ADDED}
+
+
+def test_mtimes_and_owner_only_are_same_content(orig: Path, tmp_path: Path) -> None:
+    def change(info: tarfile.TarInfo, data: bytes | None) -> Member:
+        info.mtime -= 86400
+        info.uid, info.gid, info.uname, info.gname = 1000, 1000, "pablogsal", "pablogsal"
+        return info, data
+
+    copy = rewrite(orig, tmp_path / "meta.tar.zst", change)
+    c = compare("Python-3.13.5.tar.xz", orig, copy)
+    assert c.verdict == "same-content", [f.explanation for f in c.findings[:5]]
+    assert not content_paths(c)
+    by_field = {f.field: f.explanation for f in c.findings}
+    assert by_field["owner"].startswith(f"all {c.members_published} members: owner 0/-")
+    assert by_field["mtime"].startswith(f"all {c.members_published} members")
+
+
+def test_same_payload_recompressed_is_recognised(orig: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "same.tar.zst"
+    with lzma.open(orig) as src, pyzstd.ZstdFile(copy, "w") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    c = compare("Python-3.13.5.tar.xz", orig, copy)
+    assert c.verdict == "same-content"
+    assert c.payload_identical is True
+    assert {f.kind for f in c.findings} == {"compression"}
+    assert any(f.field == "compression" and f.published == "xz" and f.rebuilt == "zstd"
+               for f in c.findings)
