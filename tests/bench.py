@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -27,6 +28,7 @@ ORIG_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.
 ORIG_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
 WORK = Path("/var/tmp/cpython-repro-bench")
 CHANGED = ["Lib/os.py", "Python/ceval.c", "configure"]
+RUNS = 5
 
 
 def base_image() -> str:
@@ -90,14 +92,22 @@ def main() -> int:
     print(f"repacked   {repack.stat().st_size:>11,} B  sha256 {sha256_file(repack)[:16]}  "
           f"identical to published: {sha256_file(repack) == ORIG_SHA256}")
 
-    floor, _ = timed(["sh", "-c", f"xz -dc {tampered} > /dev/null"])
-    ours_s, ours_rss = timed([sys.executable, "-m", "cpython_repro", "compare",
-                                    str(orig), str(tampered), "--json", str(WORK / "ours.json"),
-                                    "-q"])
+    # Medians of RUNS, each side alternating, so a burst of load hits both alike.
+    floors, ours = [], []
+    for _ in range(RUNS):
+        floors.append(timed(["sh", "-c", f"xz -dc {orig} > /dev/null"])[0])
+        ours.append(timed([sys.executable, "-m", "cpython_repro", "compare", str(orig),
+                           str(tampered), "--json", str(WORK / "ours.json"), "-q"]))
+    floor = statistics.median(floors)
+    ours_s = statistics.median(t for t, _ in ours)
+    ours_rss = max(r for _, r in ours)
     found = json.loads((WORK / "ours.json").read_text())
     ours_paths = sorted({f["path"] for f in found["findings"] if f["kind"] == "content"})
-    print(f"xz -dc floor          {floor:7.2f} s")
-    print(f"cpython-repro compare {ours_s:7.2f} s  peak RSS {ours_rss / 1024:6.0f} MiB  "
+    print(f"xz -dc floor          {floor:7.2f} s  (median of {RUNS}: "
+          f"{', '.join(f'{t:.2f}' for t in floors)})")
+    print(f"cpython-repro compare {ours_s:7.2f} s  (median of {RUNS}: "
+          f"{', '.join(f'{t:.2f}' for t, _ in ours)})")
+    print(f"                      peak RSS {ours_rss / 1024:6.0f} MiB  "
           f"verdict {found['verdict']}  ({ours_s / floor:.2f}x the floor)")
     print(f"  differing members: {ours_paths}")
     # Debian's diffoscope on PATH brings its external tools; the venv's is the fallback.

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from cpython_repro import __version__, console, resolve
+from cpython_repro import __version__, resolve
 from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
@@ -60,7 +60,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
-    console.show_verify(console.console(args.quiet), data, str(json_path))
+    if not args.quiet:
+        from cpython_repro import console  # rich costs a tenth of a second to import
+
+        console.show_verify(console.console(), data, str(json_path))
     return report.exit_code
 
 
@@ -74,12 +77,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     data = comparison_json(result)
     if args.json:
         write_json(data, Path(args.json))
-    console.show_comparisons(console.console(args.quiet), [data])
+    if not args.quiet:
+        from cpython_repro import console
+
+        console.show_comparisons(console.console(), [data])
     return 0 if result.verdict == "identical" else 1
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from cpython_repro import images
+    from cpython_repro import console, images
     from cpython_repro.dockerio import Docker
 
     docker = Docker.connect()
@@ -100,6 +106,10 @@ def cmd_images(args: argparse.Namespace) -> int:
             docker.remove(info.ref)
             out.print(f"removed {info.ref}")
     return 0
+
+
+def _error(message: str) -> None:
+    print(f"cpython-repro: error: {message}", file=sys.stderr)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,13 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReproError as exc:
         if verbose:
             traceback.print_exc()
-        console.plain_error(exc.one_line())
+        _error(exc.one_line())
         return exc.exit_code
     except KeyboardInterrupt:
-        console.plain_error("interrupted; containers and partial files were cleaned up")
+        _error("interrupted; containers and partial files were cleaned up")
         return 130
     except OSError as exc:
         if verbose:
             traceback.print_exc()
-        console.plain_error(f"{exc.strerror or exc} ({exc.filename or 'I/O'})")
+        _error(f"{exc.strerror or exc} ({exc.filename or 'I/O'})")
         return EXIT_ENVIRONMENT

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -80,7 +79,3 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
     style = STYLE[data["verdict"]]
     out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
               f"report: {report_path}")
-
-
-def plain_error(message: str) -> None:
-    print(f"cpython-repro: error: {message}", file=sys.stderr)

@@ -161,10 +161,11 @@ def _sha256(data: bytes) -> str:
 def compare(name: str, published: Path, rebuilt: Path, limit: int = DEFAULT_PAYLOAD_LIMIT,
             diff_dir: Path | None = None, report_dir: Path | None = None) -> Comparison:
     """diff_dir: where diffoscope writes its view of the differing members (none: skip)."""
-    pub_sha, reb_sha = sha256_file(published), sha256_file(rebuilt)
     sizes = published.stat().st_size, rebuilt.stat().st_size
-    if pub_sha == reb_sha:
-        return Comparison(name, "identical", pub_sha, reb_sha, *sizes, True, 0, 0)
+    if sizes[0] == sizes[1]:  # only then can they be identical; else hash while reading
+        pub_sha, reb_sha = sha256_file(published), sha256_file(rebuilt)
+        if pub_sha == reb_sha:
+            return Comparison(name, "identical", pub_sha, reb_sha, *sizes, True, 0, 0)
     ppay, rpay = Payload(published, limit), Payload(rebuilt, limit)
     work = _Pass(_Side("published", TarReader(ppay)), _Side("rebuilt", TarReader(rpay)))
     interval = sys.getswitchinterval()
@@ -176,12 +177,13 @@ def compare(name: str, published: Path, rebuilt: Path, limit: int = DEFAULT_PAYL
         layer = {"published": describe(published, ppay.kind),
                  "rebuilt": describe(rebuilt, rpay.kind)}
     except ArchiveError as exc:
-        return Comparison(name, "error", pub_sha, reb_sha, *sizes, None, 0, 0,
-                          error=exc.one_line())
+        return Comparison(name, "error", sha256_file(published), sha256_file(rebuilt),
+                          *sizes, None, 0, 0, error=exc.one_line())
     finally:
         sys.setswitchinterval(interval)
         ppay.close()
         rpay.close()
+    pub_sha, reb_sha = ppay.file_hash.hexdigest(), rpay.file_hash.hexdigest()
     pub, reb = (_listing(s, pay) for s, pay in ((work.pub, ppay), (work.reb, rpay)))
     findings = _compression_findings(pub, reb, layer)
     payload_identical = pub.payload_sha256 == reb.payload_sha256

@@ -169,7 +169,8 @@ class Payload:
     def __init__(self, path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT) -> None:
         self.path = path
         self.kind = detect(path)
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256()  # of the decompressed payload
+        self.file_hash = hashlib.sha256()  # of the file as stored
         self.size = 0
         self._limit = limit
         self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
@@ -194,6 +195,7 @@ class Payload:
             inflate = _Inflate(self.kind)
             with self.path.open("rb") as f:
                 while not self._stop.is_set() and (raw := f.read(CHUNK)):
+                    self.file_hash.update(raw)
                     for piece in inflate.feed(raw):
                         if not piece:
                             continue
