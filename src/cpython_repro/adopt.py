@@ -242,7 +242,7 @@ class Adopter:
         for a in plans:
             path = workdir / "adopted" / a.artifact
             if a.gzip_header:
-                _splice_gzip_header(path, a.gzip_header)
+                splice_gzip_header(path, a.gzip_header)
             digest = sha256_file(path)
             pub = published[a.artifact]
             if digest == sha256_file(pub):
@@ -255,7 +255,7 @@ class Adopter:
         return out
 
 
-def _splice_gzip_header(path: Path, header: bytes) -> None:
+def splice_gzip_header(path: Path, header: bytes) -> None:
     """Our deflate stream and trailer behind the published header (name, mtime, OS, XFL)."""
     data = path.read_bytes()
     ours = int(describe(path, "gzip")["header_bytes"])

@@ -1,6 +1,7 @@
-"""The comparison on a real published CPython tarball: Debian's python3.13_3.13.5.orig.tar.xz,
-byte-identical to python.org's Python-3.13.5.tar.xz (DESIGN.md), downloaded from Debian's
-archive and checked against its pinned sha256.
+"""The comparison and adoption on real published CPython tarballs from Debian's archive,
+each checked against a pinned sha256: python3.13_3.13.5.orig.tar.xz, byte-identical to
+python.org's Python-3.13.5.tar.xz (DESIGN.md), and python3.11_3.11.2.orig.tar.gz, which is
+python.org's Python-3.11.2.tgz.
 
 Repacking its tree in the builder container with the recipe's tar options and compressor
 gives the published bytes; copies with members changed, added and removed, with only mtimes
@@ -10,8 +11,10 @@ and owners changed, and with the payload recompressed, each get the verdict they
 from __future__ import annotations
 
 import io
+import json
 import lzma
 import shlex
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 import pyzstd
 
+from cpython_repro import adopt
 from cpython_repro.cache import Cache, sha256_file
 from cpython_repro.compare import compare
 from cpython_repro.dockerio import Docker
@@ -154,3 +158,43 @@ def test_same_payload_recompressed_is_recognised(orig: Path, tmp_path: Path) -> 
     assert {f.kind for f in c.findings} == {"compression"}
     assert any(f.field == "compression" and f.published == "xz" and f.rebuilt == "zstd"
                for f in c.findings)
+
+
+# Python-3.11.2.tgz (2023-02, made the pre-2023-10 way on the release manager's machine) is
+# Debian's python3.11_3.11.2.orig.tar.gz; python.org's sha256 of it, from its digest list:
+LEGACY_URL = "http://deb.debian.org/debian/pool/main/p/python3.11/python3.11_3.11.2.orig.tar.gz"
+LEGACY_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
+
+
+def test_a_legacy_release_is_reproduced_by_adoption(tmp_path: Path) -> None:
+    """DESIGN.md: a release made before 2023-10 comes out byte for byte once its metadata is
+    adopted. Its own tree is re-tarred in the builder with what adopt.plan() took from it."""
+    docker_or_skip()
+    published = Fetcher(Cache(IMAGES_CACHE)).get(LEGACY_URL).path
+    assert sha256_file(published) == LEGACY_SHA256
+    recipe = load_recipe(data_dir("recipes") / "release-tools-legacy.toml")
+    a = adopt.plan("Python-3.11.2.tgz", published, list(recipe.tar_options))
+    fields = {f.field: f.value for f in a.fields}
+    assert fields["tar format"] == "gnu"
+    assert fields["gzip level"] == "-9"
+    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "list").write_bytes(b"".join(p.encode() + b"\0" for p in a.order))
+    (inputs / "mtimes").write_text(json.dumps(list(zip(a.order, a.mtimes, strict=True))))
+    shutil.copy(data_dir("containers") / "builder" / adopt.HELPER, inputs / adopt.HELPER)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    tar = " ".join(shlex.quote(o) for o in a.tar)
+    compress = " ".join(shlex.quote(c) for c in a.compress)
+    script = (f"set -e; cd /tmp && tar xzf /i/{published.name} && "
+              f"python3 /a/{adopt.HELPER} /a/mtimes && "
+              f"tar cf - {tar} --no-recursion --null -T /a/list | {compress} > /o/adopted.tgz")
+    subprocess.run(["docker", "run", "--rm", "--network", "none", "--tmpfs", "/tmp:size=2g",
+                    "-v", f"{published.parent}:/i:ro", "-v", f"{inputs}:/a:ro",
+                    "-v", f"{out}:/o", image.ref, "sh", "-c", script],
+                   check=True, capture_output=True)
+    adopted = out / "adopted.tgz"
+    adopt.splice_gzip_header(adopted, a.gzip_header)
+    assert sha256_file(adopted) == LEGACY_SHA256, fields
