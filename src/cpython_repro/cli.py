@@ -56,7 +56,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     fetcher = Fetcher(cache, max_bytes=args.max_download,
                       progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
     outdir = Path(args.out or Path("out") / plan.version.text)
-    report = Verifier(cache, fetcher, adoption=not args.no_adopt).run(plan, outdir)
+    known = Path(args.known_digests) if args.known_digests else None
+    if known is not None and not known.is_file():
+        raise InputError(f"--known-digests {known}: no such file")
+    report = Verifier(cache, fetcher, adoption=not args.no_adopt,
+                      check_signatures=not args.no_signatures,
+                      online_sigstore=args.online_sigstore, known_digests=known,
+                      ).run(plan, outdir)
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
@@ -137,10 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL,
                    help="where artifacts are published (python.org's /ftp/python layout)")
     v.add_argument("--published", action="append", metavar="PATH",
-                   help="use this local file instead of downloading (repeatable)")
+                   help="a local artifact (matched by content, e.g. Debian's .orig.tar.xz) or "
+                        "signature file (.asc, .sigstore, .sig, .crt) instead of downloading; "
+                        "repeatable")
     v.add_argument("--out", help="output directory (default: out/VERSION)")
     v.add_argument("--json", help="report path (default: OUT/report.json)")
     v.add_argument("--max-download", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES")
+    v.add_argument("--known-digests", metavar="FILE",
+                   help="a sha256sum-style list of published digests to check the artifacts "
+                        "against (e.g. python.org's)")
+    v.add_argument("--no-signatures", action="store_true",
+                   help="do not check signatures (the report says they were skipped)")
+    v.add_argument("--online-sigstore", action="store_true",
+                   help="refresh Sigstore's trust root online instead of using the shipped one")
     v.add_argument("--no-adopt", action="store_true",
                    help="do not try a second rebuild with metadata taken from the published "
                         "artifact when only metadata differs")

@@ -75,7 +75,15 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
     for m in data["toolchain_mismatches"]:
         out.print(f"[yellow]toolchain:[/] {m}")
     show_comparisons(out, data["artifacts"])
-    out.print(f"signatures: {data['signatures']['status']} ({data['signatures']['reason']})")
+    sigs = data["signatures"]
+    style = {"verified": "green", "failed": "bold red"}.get(sigs["status"], "yellow")
+    out.print(f"signatures: [{style}]{sigs['status']}[/]")
+    for c in sigs["checks"]:
+        mark = {"verified": "[green]✓[/]", "failed": "[red]✗[/]"}.get(c["status"], "[yellow]~[/]")
+        who = f" by {escape(c['signer'])}" if c["signer"] else ""
+        when = f" at {c['signed_at']}" if c["signed_at"] else ""
+        out.print(f"  {mark} {c['artifact']} {c['kind']}: {c['status']}{who}{when}: "
+                  f"{escape(c['detail'])}")
     style = STYLE[data["verdict"]]
     out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
               f"report: {report_path}")

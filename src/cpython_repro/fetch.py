@@ -12,7 +12,7 @@ from cpython_repro import proc
 from cpython_repro.cache import Cache, key, locked, sha256_file
 from cpython_repro.download import Fetcher
 from cpython_repro.errors import ArtifactNotFound, InputError, NetworkError, TagNotFound, ToolFailed
-from cpython_repro.models import Plan, Published, Source
+from cpython_repro.models import Plan, Published, SignatureFiles, Source
 
 GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -65,8 +65,45 @@ def fetch_tag(plan: Plan, cache: Cache) -> Source:
     return Source(repo, tag, tag_object, commit, commit_time)
 
 
+SIGNATURE_SUFFIXES = (".asc", ".sigstore", ".sig", ".crt")
+ARCHIVE_SUFFIX = {"gzip": ".tgz", "xz": ".tar.xz"}
+
+
+def _match_by_content(plan: Plan, path: Path) -> str:
+    """A local file (e.g. Debian's python3.13_3.13.5.orig.tar.xz) -> the artifact it is:
+    by its compression and the top directory of its first member, not by its name."""
+    from cpython_repro.compare.archive import Payload, TarReader
+    from cpython_repro.errors import ArchiveError
+
+    if not path.is_file():
+        raise ArtifactNotFound(f"--published {path}: no such file")
+    payload = Payload(path)
+    try:
+        first = TarReader(payload).next()
+    except ArchiveError as exc:
+        raise InputError(f"--published {path}: not a readable archive ({exc.one_line()})") \
+            from exc
+    finally:
+        payload.close()
+    top = first.member.path.split("/")[0] if first else ""
+    suffix = ARCHIVE_SUFFIX.get(payload.kind)
+    names = {a.name for a in plan.artifacts}
+    if top != plan.prefix or suffix is None or plan.prefix + suffix not in names:
+        raise InputError(f"--published {path}: a {payload.kind} archive of {top or 'nothing'}/, "
+                         f"which is none of {', '.join(sorted(names))}")
+    return plan.prefix + suffix
+
+
 def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:
-    local = {p.name: p for p in plan.local_published}
+    local: dict[str, Path] = {}
+    for given in plan.local_published:
+        if given.name.endswith(SIGNATURE_SUFFIXES):
+            continue  # signature files are matched to their artifact by fetch_signatures
+        name = given.name if given.name in {a.name for a in plan.artifacts} \
+            else _match_by_content(plan, given)
+        if name in local:
+            raise InputError(f"--published {given} and {local[name]} are both {name}")
+        local[name] = given
     out = []
     for art in plan.artifacts:
         path = local.pop(art.name, None)
@@ -81,8 +118,40 @@ def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:
             raise InputError(f"artifact URL must be http(s): {art.url}")
         got = fetcher.get(art.url)
         out.append(Published(art.name, got.path, got.sha256, got.size, art.url))
-    if local:
-        names = ", ".join(sorted(local))
-        wanted = ", ".join(a.name for a in plan.artifacts)
-        raise InputError(f"--published file(s) {names} match no artifact (expected {wanted})")
     return tuple(out)
+
+
+def fetch_signatures(plan: Plan, fetcher: Fetcher,
+                     published: tuple[Published, ...]) -> tuple[SignatureFiles, ...]:
+    """Beside each artifact: .asc, .sigstore, or the older .sig + .crt. A local artifact's
+    signatures are given files, or files next to it, or else python.org's."""
+    given = [p for p in plan.local_published if p.name.endswith(SIGNATURE_SUFFIXES)]
+    urls = {a.name: a.url for a in plan.artifacts}
+    out = []
+    for pub in published:
+        def find(suffix: str, pub: Published = pub) -> Path | None:
+            names = {pub.name + suffix, pub.path.name + suffix}
+            for p in given:
+                if p.name in names and p.is_file():
+                    return p
+            if pub.origin == str(pub.path):  # a local artifact: look beside it first
+                beside = pub.path.with_name(pub.path.name + suffix)
+                if beside.is_file():
+                    return beside
+            return _optional(fetcher, urls[pub.name] + suffix)
+
+        bundle = find(".sigstore")
+        sig = find(".sig") if bundle is None else None
+        out.append(SignatureFiles(pub.name, find(".asc"), bundle, sig,
+                                  find(".crt") if sig is not None else None))
+    return tuple(out)
+
+
+def _optional(fetcher: Fetcher, url: str) -> Path | None:
+    """A signature file that may not exist: 404 is an answer, not an error."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return None
+    try:
+        return fetcher.get(url).path
+    except ArtifactNotFound:
+        return None

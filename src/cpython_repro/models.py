@@ -94,6 +94,24 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class SigstoreIdentity:
+    identity: str  # the certificate's e-mail address
+    issuer: str  # the OIDC issuer that vouched for it
+
+
+@dataclass(frozen=True)
+class Signers:
+    """Who may sign a release series (recipes/signers.toml); keys live in recipes/keys/."""
+
+    series: str
+    sigstore: tuple[SigstoreIdentity, ...] = ()
+    openpgp: tuple[str, ...] = ()  # fingerprints, upper-case hex
+    pgp_expected: bool = True
+    keys_dir: Path = Path()
+    commits: dict[str, str] = field(default_factory=dict)  # tag -> expected commit
+
+
+@dataclass(frozen=True)
 class ArtifactPlan:
     name: str  # Python-3.13.5.tgz
     url: str
@@ -109,6 +127,7 @@ class Plan:
     remote: str
     artifacts: tuple[ArtifactPlan, ...]
     local_published: tuple[Path, ...] = ()
+    signers: Signers = field(default_factory=lambda: Signers(""))
 
     @property
     def prefix(self) -> str:
@@ -137,6 +156,31 @@ class Published:
     sha256: str
     size: int
     origin: str  # URL or local path
+
+
+SignatureStatus = Literal["verified", "failed", "not-verifiable", "absent", "not-expected",
+                          "not-pinned"]
+
+
+@dataclass(frozen=True)
+class SignatureFiles:
+    """What was published beside one artifact; None where nothing was."""
+
+    artifact: str
+    asc: Path | None = None
+    sigstore: Path | None = None
+    sig: Path | None = None
+    crt: Path | None = None
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    artifact: str
+    kind: Literal["openpgp", "sigstore", "digest-list", "tag"]
+    status: SignatureStatus
+    signer: str = ""
+    detail: str = ""
+    signed_at: str = ""  # ISO 8601 UTC, where the signature says
 
 
 @dataclass(frozen=True)

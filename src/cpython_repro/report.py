@@ -13,7 +13,16 @@ from typing import Any
 from cpython_repro import __version__
 from cpython_repro.cache import atomic_write
 from cpython_repro.errors import EXIT_DIVERGENCE, EXIT_OK
-from cpython_repro.models import PASSING, Comparison, Image, Plan, Published, RebuildResult, Source
+from cpython_repro.models import (
+    PASSING,
+    Comparison,
+    Image,
+    Plan,
+    Published,
+    RebuildResult,
+    SignatureCheck,
+    Source,
+)
 
 SCHEMA = "cpython-repro/report/v1"
 VERDICT_ORDER = ("identical", "identical-after-adoption", "same-content", "content-differs",
@@ -30,6 +39,8 @@ class VerifyReport:
     comparisons: tuple[Comparison, ...]
     started: dt.datetime
     finished: dt.datetime
+    signatures: tuple[SignatureCheck, ...] = ()
+    signature_status: str = "skipped"  # verified | unverified | failed | skipped
 
     @property
     def verdict(self) -> str:
@@ -38,7 +49,8 @@ class VerifyReport:
     @property
     def exit_code(self) -> int:
         ok = all(c.verdict in PASSING for c in self.comparisons)
-        return EXIT_OK if ok else EXIT_DIVERGENCE
+        signed = self.signature_status in ("verified", "skipped")
+        return EXIT_OK if ok and signed else EXIT_DIVERGENCE
 
     def toolchain_mismatches(self) -> list[str]:
         found = self.rebuild.tools
@@ -97,8 +109,8 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
         "toolchain_mismatches": r.toolchain_mismatches(),
         "rebuild_seconds": round(r.rebuild.seconds, 2),
         "payload_sha256": r.rebuild.payload_sha256,
-        "signatures": {"status": "not-checked",
-                       "reason": "signature verification is not part of this build yet"},
+        "signatures": {"status": r.signature_status,
+                       "checks": [dataclasses.asdict(c) for c in r.signatures]},
         "artifacts": artifacts,
         "verdict": r.verdict,
         "exit_code": r.exit_code,

@@ -18,6 +18,8 @@ from cpython_repro.models import (
     Dated,
     Plan,
     Recipe,
+    Signers,
+    SigstoreIdentity,
     Version,
 )
 
@@ -112,8 +114,30 @@ def load_recipe(path: Path) -> Recipe:
         raise NoRecipe(f"recipe {path.name} is malformed: {exc}") from exc
 
 
+SIGNERS_FILE = "signers.toml"
+
+
 def load_recipes(directory: Path) -> list[Recipe]:
-    return [load_recipe(p) for p in sorted(directory.glob("*.toml"))]
+    return [load_recipe(p) for p in sorted(directory.glob("*.toml")) if p.name != SIGNERS_FILE]
+
+
+def load_signers(directory: Path, series: str) -> Signers:
+    """The series' signers; a series that is not listed pins nobody (and nothing verifies)."""
+    path = directory / SIGNERS_FILE
+    if not path.is_file():
+        return Signers(series, keys_dir=directory / "keys")
+    try:
+        entry = tomllib.loads(path.read_text("utf-8")).get("series", {}).get(series, {})
+        return Signers(
+            series,
+            tuple(SigstoreIdentity(i["identity"], i["issuer"]) for i in entry.get("sigstore", ())),
+            tuple(f.replace(" ", "").upper() for f in entry.get("openpgp", ())),
+            bool(entry.get("pgp_expected", True)),
+            directory / "keys",
+            {str(k): str(v) for k, v in entry.get("commits", {}).items()},
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise NoRecipe(f"{path}: malformed signers file ({exc})") from exc
 
 
 def pick_recipe(version: Version, recipes: Iterable[Recipe]) -> Recipe:
@@ -138,7 +162,8 @@ def plan(
     local_published: Iterable[Path] = (),
 ) -> Plan:
     version = parse_version(version_text)
-    recipe = pick_recipe(version, load_recipes(recipes_dir or data_dir("recipes")))
+    directory = recipes_dir or data_dir("recipes")
+    recipe = pick_recipe(version, load_recipes(directory))
     prefix = f"Python-{version.text}"
     artifacts = tuple(
         ArtifactPlan(
@@ -148,4 +173,5 @@ def plan(
         )
         for a in recipe.artifacts
     )
-    return Plan(version, recipe, remote, artifacts, tuple(local_published))
+    return Plan(version, recipe, remote, artifacts, tuple(local_published),
+                load_signers(directory, version.series))

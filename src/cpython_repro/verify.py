@@ -6,11 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpython_repro import adopt, compare, fetch, images, rebuild
+from cpython_repro import adopt, compare, fetch, images, rebuild, signatures
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker, Limits
 from cpython_repro.download import Fetcher
-from cpython_repro.models import Plan
+from cpython_repro.models import Plan, Published, SignatureCheck, Source
 from cpython_repro.report import VerifyReport
 
 
@@ -21,12 +21,16 @@ class Verifier:
     docker_factory: type[Docker] = Docker
     limits: Limits = field(default_factory=Limits)
     adoption: bool = True
+    check_signatures: bool = True
+    online_sigstore: bool = False
+    known_digests: Path | None = None
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
         # Cheap failures first: a bad tag or a missing artifact is found before any build.
         source = fetch.fetch_tag(plan, self.cache)
         published = fetch.fetch_published(plan, self.fetcher)
+        checks = self._signatures(plan, source, published) if self.check_signatures else ()
         docker = self.docker_factory.connect()
         blurb = plan.recipe.blurb_for(source.commit_date)
         builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
@@ -41,5 +45,23 @@ class Verifier:
         if self.adoption:
             comparisons = adopt.Adopter(rebuilder).adopt(
                 plan, source, builder, outdir, comparisons, {p.name: p.path for p in published})
+        status = signatures.overall(checks, [p.name for p in published]) \
+            if self.check_signatures else "skipped"
         return VerifyReport(plan, source, published, (builder,), built, comparisons,
-                            started, dt.datetime.now(dt.UTC))
+                            started, dt.datetime.now(dt.UTC), checks, status)
+
+    def _signatures(self, plan: Plan, source: Source,
+                    published: tuple[Published, ...]) -> tuple[SignatureCheck, ...]:
+        files = {f.artifact: f for f in fetch.fetch_signatures(plan, self.fetcher, published)}
+        known = signatures.load_digest_list(self.known_digests) if self.known_digests else None
+        checks: list[SignatureCheck] = []
+        for p in published:
+            f = files[p.name]
+            checks.append(signatures.check_openpgp(p.name, p.path, f.asc, plan.signers))
+            checks.append(signatures.check_sigstore(p.name, p.sha256, f, plan.signers,
+                                                    offline=not self.online_sigstore))
+            if known is not None and self.known_digests is not None:
+                checks.append(signatures.check_digest(p.name, p.sha256, known,
+                                                      self.known_digests.name))
+        checks += signatures.check_tag(source, plan.signers)
+        return tuple(checks)

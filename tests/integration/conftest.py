@@ -15,7 +15,7 @@ from cpython_repro.dockerio import Docker
 from cpython_repro.images import ensure_base
 from cpython_repro.resolve import data_dir, load_recipe
 from tests.conftest import docker_or_skip
-from tests.fixtures import minicpython, release
+from tests.fixtures import minicpython, release, signing
 from tests.fixtures.server import Site, serve
 
 VERSION = "3.13.99"
@@ -30,6 +30,8 @@ class World:
     base_image: str
     published: dict[str, Path]
     cache_dir: Path
+    key: signing.Key  # the release manager's OpenPGP key, pinned in recipes/
+    recipes: Path
 
     @property
     def prefix(self) -> str:
@@ -37,7 +39,7 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     docker_or_skip()
     root = tmp_path_factory.mktemp("world")
     repo = minicpython.make_repo(root, VERSION)
@@ -48,7 +50,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     base = ensure_base(recipe.base, Docker.connect(), Cache(IMAGES_CACHE))
     tree = release.export_tree(repo, VERSION, root / "release")
     published = release.make_tarballs(tree, commit_time, base.ref, root / "published")
-    return World(repo, tree, commit_time, base.ref, published, IMAGES_CACHE)
+    key = signing.make_key(root / "rm")
+    recipes = signing.recipes_pinning(root, key, VERSION.rsplit(".", 1)[0])
+    yield World(repo, tree, commit_time, base.ref, published, IMAGES_CACHE, key, recipes)
+    key.stop()
 
 
 @pytest.fixture
@@ -57,10 +62,14 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield s
 
 
-def publish(site: Site, world: World, artifacts: dict[str, Path] | None = None) -> None:
+def publish(site: Site, world: World, artifacts: dict[str, Path] | None = None,
+            signed: bool = True) -> None:
+    """Put the artifacts on the fake python.org, each with the release manager's .asc."""
     for suffix in (".tgz", ".tar.xz"):
-        src = (artifacts or world.published)[suffix]
-        site.put(VERSION, world.prefix + suffix, src.read_bytes())
+        data = (artifacts or world.published)[suffix].read_bytes()
+        site.put(VERSION, world.prefix + suffix, data)
+        if signed:
+            site.put(VERSION, world.prefix + suffix + ".asc", world.key.sign(data))
 
 
 def copy_tree(world: World, dest: Path) -> Path:

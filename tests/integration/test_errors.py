@@ -15,7 +15,8 @@ pytestmark = pytest.mark.docker
 
 def run(world: World, site: Site, tmp_path: Path, version: str = VERSION) -> int:
     return main(["verify", version, "--remote", str(world.repo), "--base-url", site.base_url,
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "-q"])
+                 "--recipes", str(world.recipes), "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "out"), "-q"])
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
