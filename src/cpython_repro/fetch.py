@@ -89,9 +89,14 @@ def _match_by_content(plan: Plan, path: Path) -> str:
     suffix = ARCHIVE_SUFFIX.get(payload.kind)
     names = {a.name for a in plan.artifacts}
     if top != plan.prefix or suffix is None or plan.prefix + suffix not in names:
-        raise InputError(f"--published {path}: a {payload.kind} archive of {top or 'nothing'}/, "
+        raise InputError(f"--published {path}: {_article(payload.kind)} archive of "
+                         f"{top or 'nothing'}/, "
                          f"which is none of {', '.join(sorted(names))}")
     return plan.prefix + suffix
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiox" else f"a {kind}"
 
 
 def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:

@@ -256,21 +256,41 @@ def _full_verification(raw: bytes, sha256: str, match: tuple[str, str], offline:
     entries = doc.get("verificationMaterial", {}).get("tlogEntries", [{}])
     when = _utc(entries[0]["integratedTime"]) if entries and "integratedTime" in entries[0] \
         else ""
+    where = "offline" if offline else "(this tool does not query Rekor for it)"
+    gap = _log_gap(entries)
+    if gap:
+        return result("not-verifiable", f"{checked}; log inclusion not verifiable {where}: "
+                                        f"{gap}", who, when)
     try:
         bundle = Bundle.from_json(raw)
     except InvalidBundle as exc:
-        where = "offline" if offline else "even online (this tool does not query Rekor)"
-        return result("not-verifiable", f"{checked}; log inclusion not verifiable {where}: "
-                                        f"{exc} (python.org bundles made before 2024-09)",
-                      who, when)
+        return result("not-verifiable", f"{checked}; sigstore cannot load the bundle: "
+                                        f"{_first_line(exc)}", who, when)
     try:
         Verifier.production(offline=offline).verify_artifact(
             Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(sha256)), bundle,
             Identity(identity=match[0], issuer=match[1]))
     except SigstoreError as exc:
-        return result("failed", f"Sigstore verification failed: {exc}", who, when)
+        return result("failed", f"Sigstore verification failed: {_first_line(exc)}", who, when)
     return result("verified", "Sigstore bundle verified (certificate chain, log inclusion, "
                               "identity)", who, when)
+
+
+def _log_gap(entries: list[dict[str, Any]]) -> str:
+    """What the bundle lacks for an offline proof of log inclusion, or "" if nothing."""
+    if not entries:
+        return "the bundle has no transparency log entry"
+    proof = entries[0].get("inclusionProof")
+    if not proof:
+        return "the log entry has no inclusion proof"
+    if not proof.get("checkpoint"):
+        return ("the inclusion proof has no checkpoint (python.org's bundles made before "
+                "2024-09)")
+    return ""
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 # --- the tag ---------------------------------------------------------------------------

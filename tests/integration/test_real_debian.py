@@ -10,6 +10,7 @@ and owners changed, and with the payload recompressed, each get the verdict they
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import lzma
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 import pyzstd
 
-from cpython_repro import adopt
+from cpython_repro import adopt, resolve
 from cpython_repro.cache import Cache, sha256_file
 from cpython_repro.compare import compare
 from cpython_repro.dockerio import Docker
@@ -32,7 +33,9 @@ from cpython_repro.images import ensure_builder
 from cpython_repro.models import Comparison
 from cpython_repro.rebuild import clamp_time
 from cpython_repro.resolve import data_dir, load_recipe
+from cpython_repro.signatures import check_digest, check_openpgp, load_digest_list
 from tests.conftest import docker_or_skip
+from tests.fixtures import signing
 from tests.integration.conftest import IMAGES_CACHE
 
 pytestmark = pytest.mark.docker
@@ -198,3 +201,62 @@ def test_a_legacy_release_is_reproduced_by_adoption(tmp_path: Path) -> None:
     adopted = out / "adopted.tgz"
     adopt.splice_gzip_header(adopted, a.gzip_header)
     assert sha256_file(adopted) == LEGACY_SHA256, fields
+
+
+ASC_URL = ORIG_URL + ".asc"
+ASC_SHA256 = "da6e013d98dcf8fc6696cdb2872b0051fc8fdeb632f73ef9f54d7b5a68647401"
+DATA = Path(__file__).parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def asc() -> Path:
+    path = Fetcher(Cache(IMAGES_CACHE)).get(ASC_URL).path
+    assert sha256_file(path) == ASC_SHA256
+    return path
+
+
+def test_real_openpgp_signature_of_an_expired_key(orig: Path, asc: Path) -> None:
+    """Thomas Wouters' key (shipped in recipes/keys/, from Debian) expired 2026-07-02; the
+    signature was made 2025-06-11, while it was valid: good, and the report says so."""
+    signers = resolve.plan("3.13.5").signers
+    c = check_openpgp("Python-3.13.5.tar.xz", orig, asc, signers)
+    assert c.status == "verified", c
+    assert "7169605F62C751356D054A26A821E680E5FA6305" in c.signer
+    assert "Thomas Wouters" in c.signer
+    assert c.signed_at.startswith("2025-06-11")
+    assert "has since expired (2026-07-02" in c.detail
+
+
+def test_real_signature_changed_byte_wrong_key_truncated(orig: Path, asc: Path,
+                                                         tmp_path: Path) -> None:
+    signers = resolve.plan("3.13.5").signers
+    changed = tmp_path / orig.name
+    data = bytearray(orig.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    changed.write_bytes(bytes(data))
+    bad = check_openpgp("Python-3.13.5.tar.xz", changed, asc, signers)
+    assert bad.status == "failed" and bad.detail.startswith("bad signature")
+
+    other = signing.make_key(tmp_path / "other", "Impostor <x@example.org>")
+    try:
+        keys = tmp_path / "keys"
+        keys.mkdir()
+        shutil.copy(other.public, keys / f"{other.fingerprint}.asc")
+        wrong = dataclasses.replace(signers, openpgp=(other.fingerprint,), keys_dir=keys)
+        c = check_openpgp("Python-3.13.5.tar.xz", orig, asc, wrong)
+        assert c.status == "failed" and "A821E680E5FA6305, which is not pinned" in c.detail
+    finally:
+        other.stop()
+
+    cut = tmp_path / "cut.asc"
+    cut.write_bytes(asc.read_bytes()[:400])
+    c = check_openpgp("Python-3.13.5.tar.xz", orig, cut, signers)
+    assert c.status == "failed" and "malformed or truncated" in c.detail
+
+
+def test_debian_3_11_2_orig_is_python_orgs_tgz() -> None:
+    published = Fetcher(Cache(IMAGES_CACHE)).get(LEGACY_URL).path
+    known = load_digest_list(DATA / "python-org-sha256.txt")
+    c = check_digest("Python-3.11.2.tgz", sha256_file(published), known,
+                     "python-org-sha256.txt")
+    assert c.status == "verified", c
