@@ -62,7 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = Verifier(cache, fetcher, adoption=not args.no_adopt,
                       check_signatures=not args.no_signatures,
                       online_sigstore=args.online_sigstore, known_digests=known,
-                      ).run(plan, outdir)
+                      regen_check=not args.no_regen_check).run(plan, outdir)
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not check signatures (the report says they were skipped)")
     v.add_argument("--online-sigstore", action="store_true",
                    help="refresh Sigstore's trust root online instead of using the shipped one")
+    v.add_argument("--no-regen-check", action="store_true",
+                   help="do not regenerate configure & co. in the autoconf image (the report "
+                        "says the check was skipped)")
     v.add_argument("--no-adopt", action="store_true",
                    help="do not try a second rebuild with metadata taken from the published "
                         "artifact when only metadata differs")

@@ -75,6 +75,16 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
     for m in data["toolchain_mismatches"]:
         out.print(f"[yellow]toolchain:[/] {m}")
     show_comparisons(out, data["artifacts"])
+    gen = data["generated_files"]
+    gstyle = {"match": "green", "skipped": "yellow"}.get(gen["status"], "bold red")
+    out.print(f"generated files: [{gstyle}]{gen['status']}[/]"
+              + (f" ({escape(' '.join(gen['command']))} in {gen['image']})" if gen["image"]
+                 else "") + (f": {escape(gen['detail'])}" if gen["detail"] else ""))
+    for m in gen["tool_mismatches"]:
+        out.print(f"  [yellow]~[/] {escape(m)}")
+    for f in gen["files"]:
+        if f["status"] != "same":
+            out.print(f"  [red]✗[/] {escape(f['explanation'])}")
     sigs = data["signatures"]
     style = {"verified": "green", "failed": "bold red"}.get(sigs["status"], "yellow")
     out.print(f"signatures: [{style}]{sigs['status']}[/]")

@@ -14,7 +14,7 @@ from cpython_repro import proc
 from cpython_repro.cache import Cache, atomic_write, locked, sha256_file
 from cpython_repro.dockerio import Docker
 from cpython_repro.errors import EnvironmentFailure
-from cpython_repro.models import BaseSpec, Dated, Image, Recipe
+from cpython_repro.models import AutoconfSpec, BaseSpec, Dated, Image, Recipe
 from cpython_repro.resolve import data_dir
 
 REPO = "cpython-repro"
@@ -124,3 +124,35 @@ def ensure_builder(recipe: Recipe, blurb: Dated, docker: Docker, cache: Cache) -
                     network=network,
                 )
         return Image("builder", ref, found.image_id, digest)
+
+
+def ensure_autoconf(spec: AutoconfSpec, docker: Docker, cache: Cache) -> tuple[Image, ...]:
+    """The autoconf image (and its base, when bootstrapped here), reused when present."""
+    containerfile = data_dir("containers") / "autoconf" / "Containerfile"
+    made: list[Image] = []
+    if spec.upstream:
+        base_ref, base_id, network = spec.upstream, spec.upstream, "default"
+    else:
+        base = ensure_base(spec.base, docker, cache)
+        made.append(base)
+        base_ref, base_id, network = base.ref, base.layer_digest, "none"
+    packages = " ".join(spec.base.packages)
+    digest = _digest({
+        "containerfile": hashlib.sha256(containerfile.read_bytes()).hexdigest(),
+        "base": base_id,
+        "args": {"PACKAGES": packages},
+    })
+    ref = f"{REPO}/autoconf:{digest[:16]}"
+    with locked(cache.lock("image-" + digest)):
+        found = docker.info(ref)
+        if found is None:
+            with tempfile.TemporaryDirectory(dir=cache.root) as ctx:
+                shutil.copy(containerfile, Path(ctx) / "Containerfile")
+                found = docker.build(
+                    Path(ctx), "Containerfile", ref,
+                    buildargs={"BASE": base_ref, "PACKAGES": packages},
+                    labels={"org.cpython-repro.digest": digest,
+                            "org.cpython-repro.base": base_id},
+                    network=network,
+                )
+    return (*made, Image("autoconf", ref, found.image_id, digest))

@@ -94,6 +94,18 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class AutoconfSpec:
+    """The autoconf image a series used, and how we replicate it (recipes/autoconf.toml)."""
+
+    used: str  # what CPython used, in words
+    base: BaseSpec  # our replica's base: Debian suite and packages
+    command: tuple[str, ...]
+    files: tuple[str, ...]  # the generated files to compare with the committed ones
+    expected: dict[str, str] = field(default_factory=dict)  # tool -> version CPython used
+    upstream: str = ""  # a digest-pinned image to use instead, where a registry is reachable
+
+
+@dataclass(frozen=True)
 class SigstoreIdentity:
     identity: str  # the certificate's e-mail address
     issuer: str  # the OIDC issuer that vouched for it
@@ -128,6 +140,7 @@ class Plan:
     artifacts: tuple[ArtifactPlan, ...]
     local_published: tuple[Path, ...] = ()
     signers: Signers = field(default_factory=lambda: Signers(""))
+    autoconf: AutoconfSpec | None = None
 
     @property
     def prefix(self) -> str:
@@ -181,6 +194,31 @@ class SignatureCheck:
     signer: str = ""
     detail: str = ""
     signed_at: str = ""  # ISO 8601 UTC, where the signature says
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    path: str
+    status: Literal["same", "differs", "missing-committed", "missing-regenerated"]
+    committed_sha256: str = ""
+    regenerated_sha256: str = ""
+    explanation: str = ""
+    diff: str = ""  # unified diff, committed -> regenerated, bounded
+
+
+@dataclass(frozen=True)
+class RegenCheck:
+    """configure and friends regenerated from the tag's sources, against the committed ones."""
+
+    status: Literal["match", "differs", "error", "skipped"]
+    used: str = ""  # the image CPython used for this series
+    image: str = ""  # ours
+    command: tuple[str, ...] = ()
+    tools: dict[str, str] = field(default_factory=dict)
+    tool_mismatches: tuple[str, ...] = ()
+    files: tuple[GeneratedFile, ...] = ()
+    detail: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

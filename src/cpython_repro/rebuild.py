@@ -99,7 +99,7 @@ class Rebuilder:
             path = outdir / name
             artifacts.append(Rebuilt(name, path, sha256_file(path), path.stat().st_size))
         payload = outdir / "payload.tar"
-        tools = _parse_tools((outdir / TOOLS_FILE).read_text())
+        tools = parse_tools((outdir / TOOLS_FILE).read_text())
         tools["image"] = image.ref
         tools["image_id"] = image.image_id
         return RebuildResult(payload, sha256_file(payload), tuple(artifacts), tools,
@@ -147,7 +147,7 @@ def _container_user() -> str:
     return f"{uid}:{gid}" if uid != 0 else "1000:1000"
 
 
-def _parse_tools(text: str) -> dict[str, str]:
+def parse_tools(text: str) -> dict[str, str]:
     """'tar (GNU tar) 1.35' -> {'tar': '1.35'}; the first line of each tool's --version."""
     out = {}
     for line in text.splitlines():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from cpython_repro.models import (
     Plan,
     Published,
     RebuildResult,
+    RegenCheck,
     SignatureCheck,
     Source,
 )
@@ -41,6 +42,7 @@ class VerifyReport:
     finished: dt.datetime
     signatures: tuple[SignatureCheck, ...] = ()
     signature_status: str = "skipped"  # verified | unverified | failed | skipped
+    generated: RegenCheck = field(default_factory=lambda: RegenCheck("skipped"))
 
     @property
     def verdict(self) -> str:
@@ -50,7 +52,8 @@ class VerifyReport:
     def exit_code(self) -> int:
         ok = all(c.verdict in PASSING for c in self.comparisons)
         signed = self.signature_status in ("verified", "skipped")
-        return EXIT_OK if ok and signed else EXIT_DIVERGENCE
+        regenerated = self.generated.status in ("match", "skipped")
+        return EXIT_OK if ok and signed and regenerated else EXIT_DIVERGENCE
 
     def toolchain_mismatches(self) -> list[str]:
         found = self.rebuild.tools
@@ -111,6 +114,7 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
         "payload_sha256": r.rebuild.payload_sha256,
         "signatures": {"status": r.signature_status,
                        "checks": [dataclasses.asdict(c) for c in r.signatures]},
+        "generated_files": dataclasses.asdict(r.generated),
         "artifacts": artifacts,
         "verdict": r.verdict,
         "exit_code": r.exit_code,

@@ -14,6 +14,7 @@ from cpython_repro.errors import BadVersion, NoRecipe
 from cpython_repro.models import (
     ArtifactPlan,
     ArtifactRecipe,
+    AutoconfSpec,
     BaseSpec,
     Dated,
     Plan,
@@ -115,10 +116,33 @@ def load_recipe(path: Path) -> Recipe:
 
 
 SIGNERS_FILE = "signers.toml"
+AUTOCONF_FILE = "autoconf.toml"
 
 
 def load_recipes(directory: Path) -> list[Recipe]:
-    return [load_recipe(p) for p in sorted(directory.glob("*.toml")) if p.name != SIGNERS_FILE]
+    return [load_recipe(p) for p in sorted(directory.glob("*.toml"))
+            if p.name not in (SIGNERS_FILE, AUTOCONF_FILE)]
+
+
+def load_autoconf(directory: Path, series: str, base: BaseSpec) -> AutoconfSpec | None:
+    """The series' autoconf image, its base bootstrapped like the recipe's (same mirror and
+    SOURCE_DATE_EPOCH) from the suite that carries the nearest tool versions."""
+    path = directory / AUTOCONF_FILE
+    if not path.is_file():
+        return None
+    try:
+        for entry in tomllib.loads(path.read_text("utf-8"))["image"]:
+            if series in entry["series"]:
+                return AutoconfSpec(
+                    used=entry["used"],
+                    base=BaseSpec(entry["suite"], base.mirror, "apt",
+                                  tuple(entry["packages"]), base.source_date_epoch),
+                    command=tuple(entry["command"]), files=tuple(entry["files"]),
+                    expected={str(k): str(v) for k, v in entry.get("expected", {}).items()},
+                    upstream=entry.get("upstream", ""))
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise NoRecipe(f"{path}: malformed autoconf file ({exc})") from exc
+    return None
 
 
 def load_signers(directory: Path, series: str) -> Signers:
@@ -174,4 +198,5 @@ def plan(
         for a in recipe.artifacts
     )
     return Plan(version, recipe, remote, artifacts, tuple(local_published),
-                load_signers(directory, version.series))
+                load_signers(directory, version.series),
+                load_autoconf(directory, version.series, recipe.base))

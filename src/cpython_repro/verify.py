@@ -6,11 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpython_repro import adopt, compare, fetch, images, rebuild, signatures
+from cpython_repro import adopt, compare, fetch, images, rebuild, regen, signatures
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker, Limits
 from cpython_repro.download import Fetcher
-from cpython_repro.models import Plan, Published, SignatureCheck, Source
+from cpython_repro.models import Image, Plan, Published, RegenCheck, SignatureCheck, Source
 from cpython_repro.report import VerifyReport
 
 
@@ -24,6 +24,7 @@ class Verifier:
     check_signatures: bool = True
     online_sigstore: bool = False
     known_digests: Path | None = None
+    regen_check: bool = True
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
@@ -33,8 +34,21 @@ class Verifier:
         checks = self._signatures(plan, source, published) if self.check_signatures else ()
         docker = self.docker_factory.connect()
         blurb = plan.recipe.blurb_for(source.commit_date)
+        used: list[Image] = []
+        if not plan.recipe.base.upstream:
+            used.append(images.ensure_base(plan.recipe.base, docker, self.cache))
         builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
+        used.append(builder)
         rebuilder = rebuild.Rebuilder(docker, self.limits)
+        generated = RegenCheck("skipped", detail="turned off (--no-regen-check)")
+        if self.regen_check and plan.autoconf is None:
+            generated = RegenCheck("error", detail=f"recipes/autoconf.toml names no autoconf "
+                                                   f"image for {plan.version.series}")
+        elif self.regen_check and plan.autoconf is not None:
+            made = images.ensure_autoconf(plan.autoconf, docker, self.cache)
+            used += made
+            generated = regen.Regenerator(rebuilder).check(plan.autoconf, source, made[-1],
+                                                           outdir / "regen")
         built = rebuilder.rebuild(plan, source, builder, outdir)
         rebuilt = {r.name: r for r in built.artifacts}
         comparisons = tuple(
@@ -47,8 +61,8 @@ class Verifier:
                 plan, source, builder, outdir, comparisons, {p.name: p.path for p in published})
         status = signatures.overall(checks, [p.name for p in published]) \
             if self.check_signatures else "skipped"
-        return VerifyReport(plan, source, published, (builder,), built, comparisons,
-                            started, dt.datetime.now(dt.UTC), checks, status)
+        return VerifyReport(plan, source, published, tuple(used), built, comparisons,
+                            started, dt.datetime.now(dt.UTC), checks, status, generated)
 
     def _signatures(self, plan: Plan, source: Source,
                     published: tuple[Published, ...]) -> tuple[SignatureCheck, ...]:

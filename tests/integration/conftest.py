@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker
-from cpython_repro.images import ensure_base
-from cpython_repro.resolve import data_dir, load_recipe
+from cpython_repro.images import ensure_autoconf, ensure_base
+from cpython_repro.resolve import data_dir, load_recipe, plan
 from tests.conftest import docker_or_skip
 from tests.fixtures import minicpython, release, signing
 from tests.fixtures.server import Site, serve
@@ -42,18 +43,32 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     docker_or_skip()
     root = tmp_path_factory.mktemp("world")
-    repo = minicpython.make_repo(root, VERSION)
-    commit_time = int(minicpython.git(repo, "log", "-1", "--format=%ct", f"v{VERSION}"))
     recipe = load_recipe(data_dir("recipes") / "release-tools-2023-10.toml")
     # Images live in a cache that outlives a test session: bootstrapping Debian takes a minute.
     IMAGES_CACHE.mkdir(parents=True, exist_ok=True)
-    base = ensure_base(recipe.base, Docker.connect(), Cache(IMAGES_CACHE))
+    docker = Docker.connect()
+    base = ensure_base(recipe.base, docker, Cache(IMAGES_CACHE))
+    spec = plan(VERSION).autoconf
+    assert spec is not None
+    autoconf = ensure_autoconf(spec, docker, Cache(IMAGES_CACHE))[-1].ref
+    repo = minicpython.make_repo(root, VERSION,
+                                 generate=lambda tree: regenerate(tree, autoconf))
+    commit_time = int(minicpython.git(repo, "log", "-1", "--format=%ct", f"v{VERSION}"))
     tree = release.export_tree(repo, VERSION, root / "release")
     published = release.make_tarballs(tree, commit_time, base.ref, root / "published")
     key = signing.make_key(root / "rm")
     recipes = signing.recipes_pinning(root, key, VERSION.rsplit(".", 1)[0])
     yield World(repo, tree, commit_time, base.ref, published, IMAGES_CACHE, key, recipes)
     key.stop()
+
+
+def regenerate(tree: Path, image: str) -> None:
+    """What Tools/build/regen-configure.sh does: autoreconf -ivf -Werror in the image, here
+    with a plain `docker run`, not the tool's code."""
+    subprocess.run(["docker", "run", "--rm", "--network", "none", "-u", "0:0",
+                    "-v", f"{tree}:/src", "-w", "/src", image, "autoreconf", "-ivf", "-Werror"],
+                   check=True, capture_output=True)
+    shutil.rmtree(tree / "autom4te.cache", ignore_errors=True)
 
 
 @pytest.fixture
