@@ -176,3 +176,23 @@ def test_openpgp_absent_and_not_expected(tmp_path: Path, keys: Keys) -> None:
     asc = tmp_path / "a.asc"
     asc.write_text("-----BEGIN PGP SIGNATURE-----\n")
     assert check_openpgp("a", data, asc, nobody).status == "not-pinned"
+
+
+def test_tag_commit_against_a_pinned_one(tmp_path: Path) -> None:
+    from cpython_repro.models import Source
+    from cpython_repro.signatures import check_tag
+    from tests.fixtures.minicpython import git
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x"}
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x", env=env)
+    git(repo, "tag", "-a", "v3.13.99", "-m", "t", env=env)
+    commit = git(repo, "rev-parse", "HEAD")
+    source = Source(repo, "v3.13.99", git(repo, "rev-parse", "v3.13.99"), commit, 0)
+    good = check_tag(source, Signers("3.13", commits={"v3.13.99": commit}))
+    assert [c.status for c in good] == ["verified", "absent"]  # pinned commit; unsigned tag
+    bad = check_tag(source, Signers("3.13", commits={"v3.13.99": "0" * 40}))
+    assert bad[0].status == "failed" and f"points at commit {commit}" in bad[0].detail
