@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import posixpath
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -260,6 +261,7 @@ def _member_findings(pub: Listing, reb: Listing,
                                f"{listing.trailing} non-zero bytes after the end-of-archive "
                                f"marker of the {side} artifact, outside any member"))
     pmap, rmap = _by_path(pub.members, out, "published"), _by_path(reb.members, out, "rebuilt")
+    out += _hazards(pub.members, rmap)
     for path in sorted(set(pmap) - set(rmap)):
         m = pmap[path]
         out.append(Finding("content", path, "presence", "present", "absent",
@@ -288,10 +290,46 @@ def _member_findings(pub: Listing, reb: Listing,
     order_p = [m.path for m in pub.members if m.path in rmap]
     order_r = [m.path for m in reb.members if m.path in pmap]
     if order_p != order_r:
-        first = next(i for i, (x, y) in enumerate(zip(order_p, order_r, strict=False)) if x != y)
-        out.append(Finding("metadata", "", "member order", order_p[first], order_r[first],
+        first = next((i for i, (x, y) in enumerate(zip(order_p, order_r, strict=False))
+                      if x != y), min(len(order_p), len(order_r)))
+        at_p = order_p[first] if first < len(order_p) else "(nothing more)"
+        at_r = order_r[first] if first < len(order_r) else "(nothing more)"
+        out.append(Finding("metadata", "", "member order", at_p, at_r,
                            f"member order differs from position {first}: published has "
-                           f"{order_p[first]}, rebuilt has {order_r[first]}"))
+                           f"{at_p}, rebuilt has {at_r}"))
+    return out
+
+
+def hazard(m: Member, earlier: set[str]) -> str:
+    """Why extracting this member could write outside its tree or create a device; ''."""
+    parts = m.path.split("/")
+    if m.path.startswith("/") or ".." in parts:
+        return f"its path {m.path!r} escapes the archive root"
+    if m.type in ("char-device", "block-device", "fifo"):
+        return f"it is a {m.type} ({m.devmajor},{m.devminor})"
+    if m.type == "symlink":
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(m.path), m.linkname))
+        if m.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            return f"it is a symlink to {m.linkname!r}, outside the tree"
+    if m.type == "hardlink":
+        if m.linkname.startswith("/") or ".." in m.linkname.split("/"):
+            return f"it is a hard link to {m.linkname!r}, outside the tree"
+        if m.linkname not in earlier:
+            return f"it is a hard link to {m.linkname!r}, which no earlier member is"
+    return ""
+
+
+def _hazards(members: list[Member], rebuilt: dict[str, Member]) -> list[Finding]:
+    """Published members that would be dangerous to extract, unless the tag makes the same."""
+    out: list[Finding] = []
+    earlier: set[str] = set()
+    for m in members:
+        why = hazard(m, earlier)
+        earlier.add(m.path)
+        same = rebuilt.get(m.path)
+        if why and not (same and same.type == m.type and same.linkname == m.linkname):
+            out.append(Finding("content", m.path, "hazard", m.type, "",
+                               f"{m.path}: unsafe to extract, {why}"))
     return out
 
 

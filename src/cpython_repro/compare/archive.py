@@ -272,14 +272,15 @@ def _num(b: bytes, what: str, offset: int) -> int:
 def _pax(data: bytes, offset: int) -> dict[str, str]:
     out: dict[str, str] = {}
     pos = 0
-    while pos < len(data) and data[pos:pos + 1] != b"\x00":
-        sp = data.find(b" ", pos)
+    while pos < len(data) and data[pos] != 0:
+        sp = data.find(b" ", pos, pos + 20)
         try:
-            length = int(data[pos:sp])
+            length = int(data[pos:sp]) if sp > pos else 0
         except ValueError:
-            raise ArchiveError(f"malformed pax record at byte {offset + pos}") from None
+            length = 0
         rec = data[sp + 1:pos + length]
-        if length <= 0 or not rec.endswith(b"\n") or b"=" not in rec:
+        if length <= sp - pos or pos + length > len(data) or not rec.endswith(b"\n") \
+                or b"=" not in rec:
             raise ArchiveError(f"malformed pax record at byte {offset + pos}")
         key, _, value = rec[:-1].partition(b"=")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
