@@ -14,7 +14,7 @@ PUBLISHED ?=
 OUT ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup host images verify test bench lint clean
+.PHONY: setup host images verify test bench fuzz lint clean
 
 host:
 	@bash containers/host-setup.sh
@@ -41,6 +41,11 @@ test: setup images
 
 bench: setup images
 	$(BIN)/python -m tests.bench
+
+FUZZ_RUNS ?= 200000
+fuzz: setup
+	$(BIN)/pip install --quiet atheris
+	$(BIN)/python -m tests.fuzz -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1
 
 lint: setup
 	$(BIN)/ruff check src tests
