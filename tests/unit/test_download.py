@@ -79,3 +79,24 @@ def test_corrupted_cache_entry_is_fetched_again(site: Site, tmp_path: Path) -> N
     blob.write_bytes(b"rotten")
     again = f.get(url)
     assert not again.from_cache and again.path.read_bytes() == DATA
+
+
+def test_stalled_server_times_out_and_resumes(site: Site, tmp_path: Path) -> None:
+    url = site.put("3.13.5", "a.tgz", DATA)
+    site.faults["/ftp/python/3.13.5/a.tgz"] = "stall-once"
+    got = fetcher(tmp_path, timeout=0.5).get(url)
+    assert got.path.read_bytes() == DATA
+    ranges = [r for m, _, r in site.requests if m == "GET"]
+    assert ranges[0] == "" and ranges[1].startswith("bytes=")
+    resumed_at = int(ranges[1][6:-1])  # what was written before the stall, whole chunks
+    assert 0 < resumed_at <= len(DATA) // 2
+
+
+def test_server_that_always_stalls_is_a_clear_network_error(site: Site, tmp_path: Path) -> None:
+    url = site.put("3.13.5", "a.tgz", DATA)
+    site.faults["/ftp/python/3.13.5/a.tgz"] = "stall"
+    with pytest.raises(NetworkError) as info:
+        fetcher(tmp_path, timeout=0.5, attempts=2).get(url)
+    assert "connection lost after" in info.value.one_line()
+    assert info.value.exit_code == 3
+    assert not list((tmp_path / "cache" / "blobs").rglob("*.tgz"))
