@@ -17,6 +17,7 @@ from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
 from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
+from cpython_repro.models import Limits
 from cpython_repro.report import comparison_json, to_json, write_json
 
 
@@ -59,7 +60,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     known = Path(args.known_digests) if args.known_digests else None
     if known is not None and not known.is_file():
         raise InputError(f"--known-digests {known}: no such file")
-    report = Verifier(cache, fetcher, adoption=not args.no_adopt,
+    report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout),
+                      adoption=not args.no_adopt,
                       check_signatures=not args.no_signatures,
                       online_sigstore=args.online_sigstore, known_digests=known,
                       regen_check=not args.no_regen_check).run(plan, outdir)
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="output directory (default: out/VERSION)")
     v.add_argument("--json", help="report path (default: OUT/report.json)")
     v.add_argument("--max-download", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES")
+    v.add_argument("--timeout", type=float, default=Limits.seconds, metavar="SECONDS",
+                   help="stop a container step that runs longer than this (default %(default)s)")
     v.add_argument("--known-digests", metavar="FILE",
                    help="a sha256sum-style list of published digests to check the artifacts "
                         "against (e.g. python.org's)")

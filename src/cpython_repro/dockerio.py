@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import docker.errors
 import requests.exceptions
 
 from cpython_repro.errors import DockerUnavailable, EnvironmentFailure
+from cpython_repro.models import Limits
 
 _DAEMON_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
@@ -26,14 +28,6 @@ class Mount:
     source: Path
     target: str
     read_only: bool = True
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory: str = "2g"
-    pids: int = 512
-    seconds: float = 1800.0
-    cpus: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +77,13 @@ class Docker:
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc) from exc
         return cls(client)
+
+    def _answers(self) -> bool:
+        try:
+            self._client.ping()
+        except _DAEMON_ERRORS:
+            return False
+        return True
 
     def info(self, ref: str) -> ImageInfo | None:
         try:
@@ -150,16 +151,19 @@ class Docker:
             workdir: str = "/") -> RunResult:
         """Run to completion with no network, no capabilities and a read-only root."""
         with self._container(image, command, mounts, user, limits, env or {}, workdir) as ctr:
+            deadline = time.monotonic() + limits.seconds
             try:
                 status = ctr.wait(timeout=limits.seconds)
                 code = int(status.get("StatusCode", -1))
                 timed_out = False
-            except requests.exceptions.ReadTimeout:
+            except _DAEMON_ERRORS as exc:
+                # docker-py reports its own read timeout as a ConnectionError: it is our time
+                # limit only if the deadline has passed and the daemon still answers.
+                if time.monotonic() < deadline - 1 or not self._answers():
+                    raise _unavailable(exc) from exc
                 with contextlib.suppress(*_DAEMON_ERRORS):
                     ctr.kill()
                 code, timed_out = -1, True
-            except _DAEMON_ERRORS as exc:
-                raise _unavailable(exc) from exc
             try:
                 log = ctr.logs(stdout=True, stderr=True).decode("utf-8", "replace")
             except _DAEMON_ERRORS:
@@ -194,6 +198,12 @@ class Docker:
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc) from exc
         finally:
-            # Always removed, on error and on Ctrl-C alike.
-            with contextlib.suppress(*_DAEMON_ERRORS):
-                ctr.remove(force=True)
+            # Always removed, on error and on Ctrl-C alike; but a daemon that stopped
+            # answering must not hold the run for the client's whole timeout.
+            api = self._client.api
+            saved, api.timeout = api.timeout, min(api.timeout, 30)
+            try:
+                with contextlib.suppress(*_DAEMON_ERRORS):
+                    ctr.remove(force=True)
+            finally:
+                api.timeout = saved

@@ -51,6 +51,16 @@ class Dated:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a container may use: memory, processes, wall time, CPUs."""
+
+    memory: str = "2g"
+    pids: int = 512
+    seconds: float = 1800.0
+    cpus: float = 2.0
+
+
+@dataclass(frozen=True)
 class BaseSpec:
     suite: str
     mirror: str

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpython_repro.cache import sha256_file
-from cpython_repro.dockerio import Docker, Limits, Mount
+from cpython_repro.dockerio import Docker, Mount
 from cpython_repro.errors import RebuildFailed
-from cpython_repro.models import Image, Plan, RebuildResult, Rebuilt, Source
+from cpython_repro.models import Image, Limits, Plan, RebuildResult, Rebuilt, Source
 
 TOOLS_FILE = "tools.txt"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from cpython_repro import adopt, compare, fetch, images, rebuild, regen, signatures
 from cpython_repro.cache import Cache
-from cpython_repro.dockerio import Docker, Limits
+from cpython_repro.dockerio import Docker
 from cpython_repro.download import Fetcher
-from cpython_repro.models import Image, Plan, Published, RegenCheck, SignatureCheck, Source
+from cpython_repro.models import Image, Limits, Plan, Published, RegenCheck, SignatureCheck, Source
 from cpython_repro.report import VerifyReport
 
 
