@@ -14,10 +14,13 @@ PUBLISHED ?=
 OUT ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup host images verify test bench fuzz lint clean
+.PHONY: setup host test-host images verify test bench fuzz lint clean
 
 host:
 	@bash containers/host-setup.sh
+
+test-host:
+	@bash containers/host-setup.sh --tests
 
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +39,7 @@ verify: setup
 	  $(if $(REMOTE),--remote $(REMOTE)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
 	  $(foreach p,$(PUBLISHED),--published $(p)) $(if $(OUT),--out $(OUT))
 
-test: setup images
+test: setup test-host images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup images

@@ -13,6 +13,10 @@ command -v docker >/dev/null || need+=(docker.io)
 # diffoscope explains differing members; Debian's brings the libarchive and libmagic
 # bindings that the PyPI diffoscope in the venv also needs.
 command -v diffoscope >/dev/null || need+=(diffoscope-minimal libarchive13 libmagic1)
+# `--tests`: the status page is checked in a real headless browser.
+if [ "${1:-}" = "--tests" ]; then
+  command -v chromium >/dev/null || need+=(chromium)
+fi
 [ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || need+=(debian-archive-keyring)
 
 SUDO=""

@@ -27,4 +27,5 @@ def docker_or_skip() -> None:
 def _no_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     # Tests never touch the user's cache unless they pass one explicitly.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))  # the run history
     yield

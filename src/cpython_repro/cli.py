@@ -17,7 +17,7 @@ from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
 from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
-from cpython_repro.models import Limits
+from cpython_repro.models import Limits, Version
 from cpython_repro.report import comparison_json, to_json, write_json
 
 
@@ -45,7 +45,25 @@ def _cache(args: argparse.Namespace) -> Cache:
     return Cache(root)
 
 
+def _history(args: argparse.Namespace) -> Path:
+    from cpython_repro import history
+
+    return Path(args.history) if args.history else history.default_path()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    from cpython_repro import history
+
+    try:
+        return _verify(args)
+    except ReproError as exc:
+        # A run without a verdict is history too: `verify-many` retries it, `site` shows it.
+        history.record_failure(_history(args), args.version, exc.exit_code, exc.one_line())
+        raise
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cpython_repro import history, outputs
     from cpython_repro.verify import Verifier
 
     plan = resolve.plan(
@@ -68,11 +86,87 @@ def cmd_verify(args: argparse.Namespace) -> int:
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
+    written = outputs.write_all(data, outdir, sign=args.sign)
+    history.record(_history(args), data, json_path)
     if not args.quiet:
         from cpython_repro import console  # rich costs a tenth of a second to import
 
         console.show_verify(console.console(), data, str(json_path))
+        console.show_outputs(console.console(), written)
     return report.exit_code
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from cpython_repro import history
+
+    sources = [Path(h) for h in args.history] if args.history else [history.default_path()]
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "merged.sqlite"
+        history.merge(merged, [p for p in sources if p.is_file()])
+        index = history.write_site(merged, Path(args.outdir))
+    if not args.quiet:
+        print(index)
+    return 0
+
+
+def cmd_merge_history(args: argparse.Namespace) -> int:
+    from cpython_repro import history
+
+    sources = [Path(h) for h in args.history]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise InputError(f"no such history: {', '.join(missing)}")
+    added = history.merge(Path(args.dest), sources)
+    if not args.quiet:
+        print(f"{added} run(s) added to {args.dest}")
+    return 0
+
+
+def _listing(args: argparse.Namespace) -> list[Version]:
+    from cpython_repro import schedule
+
+    return schedule.listed_versions(Fetcher(_cache(args)), args.base_url)
+
+
+def cmd_latest(args: argparse.Namespace) -> int:
+    from cpython_repro import schedule
+
+    for v in schedule.newer_than_verified(_listing(args), _history(args)):
+        print(v.text)
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    import json
+
+    from cpython_repro import history, schedule
+
+    skip = set() if args.all else history.decided_versions(_history(args))
+    print(json.dumps(schedule.matrix(_listing(args), args.since, skip)))
+    return 0
+
+
+def cmd_verify_many(args: argparse.Namespace) -> int:
+    from cpython_repro import schedule
+
+    passthrough = [*(["--remote", args.remote] if args.remote else []),
+                   "--base-url", args.base_url,
+                   *(["--recipes", args.recipes] if args.recipes else []),
+                   *(["--cache-dir", args.cache_dir] if args.cache_dir else []),
+                   *args.verify_option]
+
+    def show(o: schedule.Outcome) -> None:
+        if not args.quiet:
+            state = "skipped (already verified)" if o.exit_code is None else f"exit {o.exit_code}"
+            last = f": {o.detail.splitlines()[-1]}" if o.detail else ""
+            print(f"{o.version}: {state}{last}", flush=True)
+
+    outcomes = schedule.run_many(args.versions, args.jobs, Path(args.out_root),
+                                 _history(args), passthrough, show)
+    codes = [o.exit_code for o in outcomes if o.exit_code is not None]
+    return max(codes, default=0)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -167,6 +261,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not try a second rebuild with metadata taken from the published "
                         "artifact when only metadata differs")
     v.set_defaults(func=cmd_verify)
+
+    v.add_argument("--history", help="SQLite history (default: "
+                                      "$XDG_DATA_HOME/cpython-repro/history.sqlite)")
+    v.add_argument("--sign", action="store_true",
+                   help="sign the in-toto statement with Sigstore (ambient OIDC credentials)")
+
+    site = sub.add_parser("site", parents=[common], help="write a static status page")
+    site.add_argument("outdir")
+    site.add_argument("--history", action="append",
+                      help="SQLite history, repeatable: they are merged (default as for verify)")
+    site.set_defaults(func=cmd_site)
+
+    for name, helptext in (("latest", "releases newer than the last verified one"),
+                           ("matrix", "a GitHub Actions matrix of releases to verify")):
+        m = sub.add_parser(name, parents=[common], help=helptext)
+        m.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL,
+                       help="python.org's /ftp/python listing")
+        m.add_argument("--history", help="SQLite history (default as for verify)")
+        if name == "matrix":
+            m.add_argument("--since", required=True, help="oldest series, e.g. 3.12")
+            m.add_argument("--all", action="store_true",
+                           help="include releases already verified")
+        m.set_defaults(func=cmd_latest if name == "latest" else cmd_matrix)
+
+    merge = sub.add_parser("merge-history", parents=[common],
+                           help="copy the runs of other histories into one")
+    merge.add_argument("dest")
+    merge.add_argument("--history", action="append", required=True, metavar="SOURCE")
+    merge.set_defaults(func=cmd_merge_history)
+
+    many = sub.add_parser("verify-many", parents=[common],
+                          help="verify several releases with a bounded worker pool; "
+                               "run again to resume")
+    many.add_argument("versions", nargs="+")
+    many.add_argument("--jobs", type=int, default=2)
+    many.add_argument("--out-root", default="out")
+    many.add_argument("--history", help="SQLite history (default as for verify)")
+    many.add_argument("--remote")
+    many.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL)
+    many.add_argument("--verify-option", action="append", default=[], metavar="OPT",
+                      help="passed to each verify, e.g. --verify-option=--no-regen-check")
+    many.set_defaults(func=cmd_verify_many)
 
     c = sub.add_parser("compare", parents=[common], help="compare two archives")
     c.add_argument("published")

@@ -97,3 +97,8 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
     style = STYLE[data["verdict"]]
     out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
               f"report: {report_path}")
+
+
+def show_outputs(out: Console, written: dict[str, str]) -> None:
+    for kind, path in written.items():
+        out.print(f"{kind}: {escape(path)}")
