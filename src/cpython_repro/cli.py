@@ -6,6 +6,7 @@ Errors are caught once, in main(), and mapped to exit codes (errors.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -17,7 +18,7 @@ from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
 from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
-from cpython_repro.models import Limits, Version
+from cpython_repro.models import Limits, Step, Version
 from cpython_repro.report import comparison_json, to_json, write_json
 
 
@@ -43,6 +44,14 @@ def _cache(args: argparse.Namespace) -> Cache:
     root = Path(args.cache_dir) if args.cache_dir else default_root()
     root.mkdir(parents=True, exist_ok=True)
     return Cache(root)
+
+
+def _step_display(quiet: bool) -> Step:
+    if not _interactive(quiet):
+        return lambda _text: contextlib.nullcontext()
+    from cpython_repro import console
+
+    return console.step
 
 
 def _history(args: argparse.Namespace) -> Path:
@@ -79,6 +88,7 @@ def _verify(args: argparse.Namespace) -> int:
     if known is not None and not known.is_file():
         raise InputError(f"--known-digests {known}: no such file")
     report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout),
+                      step=_step_display(args.quiet),
                       adoption=not args.no_adopt,
                       check_signatures=not args.no_signatures,
                       online_sigstore=args.online_sigstore, known_digests=known,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -102,3 +105,14 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
 def show_outputs(out: Console, written: dict[str, str]) -> None:
     for kind, path in written.items():
         out.print(f"{kind}: {escape(path)}")
+
+
+@contextlib.contextmanager
+def step(text: str) -> Iterator[None]:
+    """A spinner with elapsed time while a long step runs, then one line saying how long it
+    took. Used only on an interactive terminal; elsewhere the run is quiet and plain."""
+    err = Console(stderr=True, highlight=False)
+    started = time.monotonic()
+    with err.status(f"{escape(text)}…"):
+        yield
+    err.print(f"[green]✓[/] {escape(text)} ({time.monotonic() - started:.1f} s)")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 PRE_ORDER = {"a": 0, "b": 1, "rc": 2}
+
+Step = Callable[[str], AbstractContextManager[object]]  # shows a long step while it runs
 
 
 @dataclass(frozen=True, order=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,16 @@ from cpython_repro import adopt, compare, fetch, images, rebuild, regen, signatu
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker
 from cpython_repro.download import Fetcher
-from cpython_repro.models import Image, Limits, Plan, Published, RegenCheck, SignatureCheck, Source
+from cpython_repro.models import (
+    Image,
+    Limits,
+    Plan,
+    Published,
+    RegenCheck,
+    SignatureCheck,
+    Source,
+    Step,
+)
 from cpython_repro.report import VerifyReport
 
 
@@ -25,43 +35,56 @@ class Verifier:
     online_sigstore: bool = False
     known_digests: Path | None = None
     regen_check: bool = True
+    step: Step = field(default=lambda _text: contextlib.nullcontext())
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
+        step = self.step
         # Cheap failures first: a bad tag or a missing artifact is found before any build.
-        source = fetch.fetch_tag(plan, self.cache)
-        published = fetch.fetch_published(plan, self.fetcher)
-        checks = self._signatures(plan, source, published) if self.check_signatures else ()
+        with step(f"fetching tag {plan.version.tag}"):
+            source = fetch.fetch_tag(plan, self.cache)
+        with step("downloading the published artifacts"):
+            published = fetch.fetch_published(plan, self.fetcher)
+        checks: tuple[SignatureCheck, ...] = ()
+        if self.check_signatures:
+            with step("checking signatures"):
+                checks = self._signatures(plan, source, published)
         docker = self.docker_factory.connect()
         blurb = plan.recipe.blurb_for(source.commit_date)
         used: list[Image] = []
-        if not plan.recipe.base.upstream:
-            used.append(images.ensure_base(plan.recipe.base, docker, self.cache))
-        builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
-        used.append(builder)
+        with step("building or reusing the pinned images"):
+            if not plan.recipe.base.upstream:
+                used.append(images.ensure_base(plan.recipe.base, docker, self.cache))
+            builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
+            used.append(builder)
         rebuilder = rebuild.Rebuilder(docker, self.limits)
         generated = RegenCheck("skipped", detail="turned off (--no-regen-check)")
         if self.regen_check and plan.autoconf is None:
             generated = RegenCheck("error", detail=f"recipes/autoconf.toml names no autoconf "
                                                    f"image for {plan.version.series}")
         elif self.regen_check and plan.autoconf is not None:
-            made = images.ensure_autoconf(plan.autoconf, docker, self.cache)
-            used += made
-            generated = regen.Regenerator(rebuilder).check(plan.autoconf, source, made[-1],
-                                                           outdir / "regen")
-        built = rebuilder.rebuild(plan, source, builder, outdir)
+            with step("regenerating configure in the autoconf image"):
+                made = images.ensure_autoconf(plan.autoconf, docker, self.cache)
+                used += made
+                generated = regen.Regenerator(rebuilder).check(plan.autoconf, source,
+                                                               made[-1], outdir / "regen")
+        with step("rebuilding and compressing in the builder container"):
+            built = rebuilder.rebuild(plan, source, builder, outdir)
         rebuilt = {r.name: r for r in built.artifacts}
-        comparisons = tuple(
-            compare.compare(p.name, p.path, rebuilt[p.name].path,
-                            diff_dir=outdir / "diffoscope" / p.name, report_dir=outdir)
-            for p in published
-        )
-        if self.adoption:
-            comparisons = adopt.Adopter(rebuilder).adopt(
-                plan, source, builder, outdir, comparisons, {p.name: p.path for p in published})
+        comparisons = []
+        for p in published:
+            with step(f"comparing {p.name}"):
+                comparisons.append(compare.compare(
+                    p.name, p.path, rebuilt[p.name].path,
+                    diff_dir=outdir / "diffoscope" / p.name, report_dir=outdir))
+        result = tuple(comparisons)
+        if self.adoption and any(c.verdict == "same-content" for c in result):
+            with step("rebuilding again with metadata adopted from the published artifacts"):
+                result = adopt.Adopter(rebuilder).adopt(
+                    plan, source, builder, outdir, result, {p.name: p.path for p in published})
         status = signatures.overall(checks, [p.name for p in published]) \
             if self.check_signatures else "skipped"
-        return VerifyReport(plan, source, published, tuple(used), built, comparisons,
+        return VerifyReport(plan, source, published, tuple(used), built, result,
                             started, dt.datetime.now(dt.UTC), checks, status, generated)
 
     def _signatures(self, plan: Plan, source: Source,

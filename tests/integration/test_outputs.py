@@ -5,6 +5,7 @@ scheduling commands against a loopback python.org listing."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -152,3 +153,32 @@ def test_latest_matrix_and_a_resumable_worker_pool(world: World, site: Site,
                  *common]) == 0
     assert [r["version"] for r in json.loads(capsys.readouterr().out)["include"]] == [
         "3.14.0", VERSION, "3.13.5"]
+
+
+def test_terminal_shows_each_long_step_and_pipes_stay_plain(world: World, site: Site,
+                                                            tmp_path: Path) -> None:
+    import os
+    import sys
+
+    publish(site, world)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    cmd = [sys.executable, "-m", "cpython_repro", "verify", VERSION, "--remote",
+           str(world.repo), "--base-url", site.base_url, "--recipes", str(world.recipes),
+           "--cache-dir", str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite")]
+    # On a terminal (a pseudo-terminal made by script(1)): a line per finished step.
+    shown = subprocess.run(["script", "-qec", " ".join([*cmd, "--out", str(tmp_path / "t")]),
+                            "/dev/null"], env={**env, "COLUMNS": "150"}, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stdout[-2000:]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.stdout)
+    for done in (f"✓ fetching tag v{VERSION}", "✓ downloading the published artifacts",
+                 "✓ checking signatures", "✓ regenerating configure in the autoconf image",
+                 "✓ rebuilding and compressing in the builder container",
+                 f"✓ comparing Python-{VERSION}.tgz"):
+        assert done in text, text[-3000:]
+    # Through a pipe: the same summary, no spinners, no colour codes.
+    piped = subprocess.run([*cmd, "--out", str(tmp_path / "p")], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0
+    assert "\x1b[" not in piped.stdout + piped.stderr and "✓ fetching" not in piped.stderr
+    assert "verdict: identical" in piped.stdout
