@@ -153,3 +153,14 @@ def test_without_diffoscope_the_verdict_stands(tmp_path: Path,
                 write(tmp_path / "r.tar", tar_bytes(FILES)), diff_dir=tmp_path / "d")
     assert c.verdict == "content-differs"
     assert c.diffoscope is not None and c.diffoscope.status.startswith("not installed")
+
+
+def test_members_out_of_order_are_still_paired_and_explained(tmp_path: Path) -> None:
+    changed = dict(FILES)
+    changed["Python-3.13.99/Lib/mod3.py"] += b"# more\n"
+    pub = write(tmp_path / "p.tar", tar_bytes(changed, order=sorted(changed, reverse=True)))
+    reb = write(tmp_path / "r.tar", tar_bytes(FILES))
+    c = compare("x.tar", pub, reb)
+    content = [f for f in c.findings if f.kind == "content"]
+    assert [f.path for f in content] == ["Python-3.13.99/Lib/mod3.py"]
+    assert content[0].explanation.endswith("7 bytes appended")

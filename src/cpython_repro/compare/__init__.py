@@ -35,7 +35,7 @@ from cpython_repro.models import Comparison, Finding, Verdict
 MAX_FINDINGS = 200
 GROUP_AFTER = 5  # more than this many members with the same metadata change: one finding
 DIFF_BYTES = 8 << 20  # members up to this size are kept while read, to explain a difference
-KEEP_BUDGET = 64 << 20  # bytes held for members not yet paired with the other side
+KEEP_BUDGET = 64 << 20  # bytes held at once: unpaired members and changed ones to explain
 
 CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("type", lambda m: m.type),
@@ -99,10 +99,14 @@ class _Pass:
                 pub.advance()
                 reb.advance()
             elif p and p.member.path in reb.pending:
-                self._pair(self._consume(pub, True), reb.pending.pop(p.member.path))
+                mine = self._consume(pub, True)
+                self._pair(mine, self._unpend(reb, p.member.path))
+                self._release(mine)
                 pub.advance()
             elif r and r.member.path in pub.pending:
-                self._pair(pub.pending.pop(r.member.path), self._consume(reb, True))
+                mine = self._consume(reb, True)
+                self._pair(self._unpend(pub, r.member.path), mine)
+                self._release(mine)
                 reb.advance()
             else:
                 side = pub if r is None or (p is not None and p.member.path < r.member.path) \
@@ -110,6 +114,14 @@ class _Pass:
                 m, data = self._consume(side, True)
                 side.pending.setdefault(m.path, (m, data))
                 side.advance()
+
+    def _unpend(self, side: _Side, path: str) -> tuple[Member, bytes | None]:
+        held = side.pending.pop(path)
+        self._release(held)
+        return held
+
+    def _release(self, held: tuple[Member, bytes | None]) -> None:
+        self.kept -= len(held[1] or b"")
 
     def _consume(self, side: _Side, keep: bool) -> tuple[Member, bytes | None]:
         entry = side.head
@@ -124,7 +136,10 @@ class _Pass:
                 parts.append(piece)
         m = with_digest(entry.member, h.hexdigest() if entry.member.type == "file" else "")
         side.members.append(m)
-        return m, b"".join(parts) if keep else None
+        if not keep:
+            return m, None
+        self.kept += entry.data_size  # held until paired: counted against the budget
+        return m, b"".join(parts)
 
     def _pair_small(self) -> None:
         """The common case, a member at the same place in both: compare bytes, hash only
@@ -150,9 +165,15 @@ class _Pass:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _pair(self, p: tuple[Member, bytes | None], r: tuple[Member, bytes | None]) -> None:
-        if p[0].sha256 != r[0].sha256:
+        if p[0].sha256 == r[0].sha256:
+            return
+        size = len(p[1] or b"") + len(r[1] or b"")
+        # Past the budget a changed member is still named, just described by its sizes.
+        if self.kept + size <= KEEP_BUDGET:
             self.changed[p[0].path] = (p[1], r[1])
-            self.kept += len(p[1] or b"") + len(r[1] or b"")
+            self.kept += size
+        else:
+            self.changed[p[0].path] = (None, None)
 
 
 def _sha256(data: bytes) -> str:
