@@ -3,6 +3,7 @@ as a static status page (verdict per artifact, when, which toolchain)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cpython_repro.cache import atomic_write
+from cpython_repro.errors import BadVersion
 from cpython_repro.outputs import COLOUR, CSS
 from cpython_repro.resolve import parse_version
 
@@ -65,8 +67,9 @@ def record(path: Path, data: dict[str, Any], report: Path) -> None:
 def record_failure(path: Path, version: str, exit_code: int, message: str) -> None:
     """A run that ended without a verdict (bad input, broken environment) is kept too."""
     with closing(_db(path)) as conn, conn:
-        conn.execute("INSERT INTO runs (version, exit_code, verdict, error) VALUES (?,?,?,?)",
-                     (version, exit_code, "error", message))
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        conn.execute("INSERT INTO runs (version, finished, exit_code, verdict, error) "
+                     "VALUES (?,?,?,?,?)", (version, now, exit_code, "error", message))
 
 
 def latest_runs(path: Path) -> list[dict[str, Any]]:
@@ -115,7 +118,7 @@ def decided_versions(path: Path) -> set[str]:
 def _key(version: str) -> tuple[int, ...]:
     try:
         return parse_version(version).sort_key()
-    except ValueError:
+    except BadVersion:  # a malformed version that was asked for is kept, sorted last
         return (0,)
 
 
