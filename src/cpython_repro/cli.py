@@ -92,6 +92,8 @@ def _verify(args: argparse.Namespace) -> int:
                       adoption=not args.no_adopt,
                       check_signatures=not args.no_signatures,
                       online_sigstore=args.online_sigstore, known_digests=known,
+                      rekor_url=args.rekor_url
+                      or (resolve.DEFAULT_REKOR if args.online_sigstore else ""),
                       regen_check=not args.no_regen_check).run(plan, outdir)
     data = to_json(report)
     json_path = Path(args.json) if args.json else outdir / "report.json"
@@ -263,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-signatures", action="store_true",
                    help="do not check signatures (the report says they were skipped)")
     v.add_argument("--online-sigstore", action="store_true",
-                   help="refresh Sigstore's trust root online instead of using the shipped one")
+                   help="refresh Sigstore's trust root online instead of using the shipped "
+                        "one, and look up in Rekor the inclusion proofs that old bundles lack")
+    v.add_argument("--rekor-url", metavar="URL",
+                   help=f"look up missing inclusion proofs here (with --online-sigstore: "
+                        f"{resolve.DEFAULT_REKOR})")
     v.add_argument("--no-regen-check", action="store_true",
                    help="do not regenerate configure & co. in the autoconf image (the report "
                         "says the check was skipped)")

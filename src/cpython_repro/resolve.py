@@ -26,6 +26,7 @@ from cpython_repro.models import (
 
 DEFAULT_REMOTE = "https://github.com/python/cpython.git"
 DEFAULT_BASE_URL = "https://www.python.org/ftp/python"
+DEFAULT_REKOR = "https://rekor.sigstore.dev"
 
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?")
 _RANGE_RE = re.compile(r"(>=|<=|<|>|==)\s*([0-9][0-9a-z.]*)")

@@ -14,6 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cpython_repro import proc
+from cpython_repro.errors import ReproError
 from cpython_repro.models import (
     SignatureCheck,
     SignatureFiles,
@@ -191,8 +193,14 @@ def _identity(cert: x509.Certificate) -> tuple[list[str], str]:
     return names, issuer
 
 
+Lookup = Callable[[str], bytes]  # URL -> body; the caller's HTTP seam (download.Fetcher)
+
+
 def check_sigstore(artifact: str, sha256: str, files: SignatureFiles, signers: Signers,
-                   offline: bool = True) -> SignatureCheck:
+                   offline: bool = True, rekor: str = "",
+                   lookup: Lookup | None = None) -> SignatureCheck:
+    """offline: use the trust root shipped with sigstore (else refresh it with TUF).
+    rekor + lookup: where a bundle lacks its inclusion proof's checkpoint, ask that Rekor."""
     def result(status: SignatureStatus, detail: str, signer: str = "",
                when: str = "") -> SignatureCheck:
         return SignatureCheck(artifact, "sigstore", status, signer, detail, when)
@@ -239,28 +247,66 @@ def check_sigstore(artifact: str, sha256: str, files: SignatureFiles, signers: S
         return result("not-verifiable", f"{checked}; a .sig/.crt pair has no transparency "
                                         "log entry, so the signing time cannot be checked "
                                         "offline", who)
-    return _full_verification(files.sigstore.read_bytes(), sha256, match, offline, who,
-                              checked, doc, result)
+    raw = files.sigstore.read_bytes()
+    entries = doc.get("verificationMaterial", {}).get("tlogEntries", [{}])
+    gap = _log_gap(entries)
+    if gap and rekor and lookup is not None:
+        try:
+            raw = _with_proof_from_rekor(doc, rekor, lookup)
+        except _Malformed as exc:
+            return result("failed", f"{checked}; {rekor} did not give this entry's inclusion "
+                                    f"proof: {exc}", who)
+        except ReproError as exc:
+            return result("not-verifiable", f"{checked}; could not ask {rekor} for the "
+                                            f"missing inclusion proof: {exc.one_line()}", who)
+    return _full_verification(raw, sha256, match, offline, who, checked, result)
+
+
+def _with_proof_from_rekor(doc: dict[str, Any], rekor: str, lookup: Lookup) -> bytes:
+    """The bundle with its first entry's inclusion proof (and checkpoint) as Rekor has it
+    now. Nothing from Rekor is trusted: sigstore verifies the checkpoint's signature with
+    the log key in the trust root, and the proof against the entry, afterwards."""
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    body = lookup(f"{rekor.rstrip('/')}/api/v1/log/entries?logIndex={int(entry['logIndex'])}")
+    try:
+        (answer,) = json.loads(body).values()
+        proof = answer["verification"]["inclusionProof"]
+        if "canonicalizedBody" in entry and answer["body"] != entry["canonicalizedBody"]:
+            raise _Malformed("Rekor's entry at that index is another entry")
+        entry["inclusionProof"] = {
+            "logIndex": str(int(proof["logIndex"])),
+            "rootHash": base64.b64encode(bytes.fromhex(proof["rootHash"])).decode(),
+            "treeSize": str(int(proof["treeSize"])),
+            "hashes": [base64.b64encode(bytes.fromhex(h)).decode() for h in proof["hashes"]],
+            "checkpoint": {"envelope": str(proof["checkpoint"])},
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, _Malformed):
+            raise
+        raise _Malformed(f"an answer we cannot read ({type(exc).__name__})") from exc
+    return json.dumps(doc).encode()
 
 
 def _full_verification(raw: bytes, sha256: str, match: tuple[str, str], offline: bool,
-                       who: str, checked: str, doc: dict[str, Any],
-                       result: Result) -> SignatureCheck:
+                       who: str, checked: str, result: Result) -> SignatureCheck:
     from sigstore.errors import Error as SigstoreError
     from sigstore.hashes import Hashed
+
+    # sigstore logs "TUF repository is loaded in offline mode" on stderr; our report says it.
+    logging.getLogger("sigstore").setLevel(logging.ERROR)
     from sigstore.models import Bundle, InvalidBundle
     from sigstore.verify import Verifier
     from sigstore.verify.policy import Identity
     from sigstore_models.common.v1 import HashAlgorithm
 
-    entries = doc.get("verificationMaterial", {}).get("tlogEntries", [{}])
+    entries = json.loads(raw).get("verificationMaterial", {}).get("tlogEntries", [{}])
     when = _utc(entries[0]["integratedTime"]) if entries and "integratedTime" in entries[0] \
         else ""
-    where = "offline" if offline else "(this tool does not query Rekor for it)"
     gap = _log_gap(entries)
     if gap:
-        return result("not-verifiable", f"{checked}; log inclusion not verifiable {where}: "
-                                        f"{gap}", who, when)
+        return result("not-verifiable", f"{checked}; log inclusion not verifiable offline: "
+                                        f"{gap}; --rekor-url or --online-sigstore looks it up",
+                      who, when)
     try:
         bundle = Bundle.from_json(raw)
     except InvalidBundle as exc:

@@ -33,6 +33,7 @@ class Verifier:
     adoption: bool = True
     check_signatures: bool = True
     online_sigstore: bool = False
+    rekor_url: str = ""  # where to look up inclusion proofs that bundles lack ("": nowhere)
     known_digests: Path | None = None
     regen_check: bool = True
     step: Step = field(default=lambda _text: contextlib.nullcontext())
@@ -95,8 +96,9 @@ class Verifier:
         for p in published:
             f = files[p.name]
             checks.append(signatures.check_openpgp(p.name, p.path, f.asc, plan.signers))
-            checks.append(signatures.check_sigstore(p.name, p.sha256, f, plan.signers,
-                                                    offline=not self.online_sigstore))
+            checks.append(signatures.check_sigstore(
+                p.name, p.sha256, f, plan.signers, offline=not self.online_sigstore,
+                rekor=self.rekor_url, lookup=lambda url: self.fetcher.get(url).path.read_bytes()))
             if known is not None and self.known_digests is not None:
                 checks.append(signatures.check_digest(p.name, p.sha256, known,
                                                       self.known_digests.name))

@@ -196,3 +196,43 @@ def test_tag_commit_against_a_pinned_one(tmp_path: Path) -> None:
     assert [c.status for c in good] == ["verified", "absent"]  # pinned commit; unsigned tag
     bad = check_tag(source, Signers("3.13", commits={"v3.13.99": "0" * 40}))
     assert bad[0].status == "failed" and f"points at commit {commit}" in bad[0].detail
+
+
+def test_missing_proof_is_looked_up_and_never_trusted_blindly(tmp_path: Path) -> None:
+    """A v0.1 bundle lacks its checkpoint. A Rekor that answers with a checkpoint its key
+    never signed gets a failure, a Rekor that answers for another entry too, and a Rekor
+    that cannot be reached leaves the check not-verifiable."""
+    from cpython_repro.errors import NetworkError
+
+    doc = json.loads(BUNDLE.read_text())
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    proof = entry["inclusionProof"]
+    asked: list[str] = []
+
+    def answer(body: str, checkpoint: str) -> Callable[[str], bytes]:
+        def lookup(url: str) -> bytes:
+            asked.append(url)
+            return json.dumps({"uuid": {"body": body, "verification": {"inclusionProof": {
+                "logIndex": int(proof["logIndex"]), "treeSize": int(proof["treeSize"]),
+                "rootHash": base64.b64decode(proof["rootHash"]).hex(),
+                "hashes": [base64.b64decode(h).hex() for h in proof["hashes"]],
+                "checkpoint": checkpoint}}}}).encode()
+        return lookup
+
+    files = SignatureFiles("Python-3.12.5.tgz", sigstore=BUNDLE)
+    forged = ("rekor.sigstore.dev - 1193050959916656506\n114818493\n"
+              f"{proof['rootHash']}\n\n\u2014 rekor.sigstore.dev AAAAAAAA\n")
+    c = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
+                       lookup=answer(entry["canonicalizedBody"], forged))
+    assert asked == ["http://r/api/v1/log/entries?logIndex=118981923"]
+    assert c.status == "failed", c
+    other = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
+                           lookup=answer("b3RoZXI=", forged))
+    assert other.status == "failed" and "another entry" in other.detail
+
+    def down(url: str) -> bytes:
+        raise NetworkError(f"{url}: cannot connect (refused)")
+
+    c = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
+                       lookup=down)
+    assert c.status == "not-verifiable" and "could not ask http://r" in c.detail
