@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import atheris  # type: ignore[import-untyped]
+import atheris
 
 with atheris.instrument_imports():
     from cpython_repro.compare.archive import read_listing

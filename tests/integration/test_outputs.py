@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import pyzstd
-from google.protobuf import json_format  # type: ignore[import-untyped]
-from in_toto_attestation.v1.statement import Statement  # type: ignore[import-untyped]
-from in_toto_attestation.v1.statement_pb2 import (  # type: ignore[import-untyped]
+from google.protobuf import json_format
+from in_toto_attestation.v1.statement import Statement
+from in_toto_attestation.v1.statement_pb2 import (
     Statement as StatementProto,
 )
 
