@@ -50,7 +50,6 @@ class Regenerator:
 
     def check(self, spec: AutoconfSpec, source: Source, image: Image,
               outdir: Path) -> RegenCheck:
-        base = RegenCheck("error", spec.used, image.ref, spec.command)
         try:
             seconds = self.rebuilder.run(script(spec, source), source, image, outdir, [TOOLS])
         except RebuildFailed as exc:
@@ -68,7 +67,7 @@ class Regenerator:
                       for name in spec.files)
         status: Literal["match", "differs"] = \
             "match" if all(f.status == "same" for f in files) else "differs"
-        return RegenCheck(status, base.used, base.image, base.command, tools, mismatches,
+        return RegenCheck(status, spec.used, image.ref, spec.command, tools, mismatches,
                           files, seconds=seconds)
 
 
