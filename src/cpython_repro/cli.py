@@ -209,7 +209,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         cache = _cache(args)
         # The builder for the newest blurb pin covers current releases; verify builds others.
         blurb = plan.recipe.blurb[-1]
-        builder = images.ensure_builder(plan.recipe, blurb, docker, cache)
+        builder = images.ensure_builder(plan.recipe, blurb, docker, cache)[-1]
         out.print(f"builder {builder.ref} ({builder.image_id[:19]}) for recipe {plan.recipe.name}")
     elif args.action == "list":
         for info in docker.images(images.REPO + "/"):

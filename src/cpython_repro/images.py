@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cpython_repro import proc
@@ -87,72 +88,63 @@ def _wheel(pin: Dated, cache: Cache) -> Path:
         return final
 
 
-def ensure_builder(recipe: Recipe, blurb: Dated, docker: Docker, cache: Cache) -> Image:
-    containerfile = data_dir("containers") / "builder" / "Containerfile"
-    if recipe.base.upstream:
-        base_ref, base_id, network = recipe.base.upstream, recipe.base.upstream, "default"
+def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docker,
+                    cache: Cache, inputs: dict[str, str], labels: dict[str, str],
+                    fill: Callable[[Path], None]) -> tuple[Image, ...]:
+    """An image built from containers/<role>/Containerfile on a bootstrapped base (or a
+    digest-pinned upstream one), named by the digest of everything that defines it and
+    reused when present. Returns the base too, when it was bootstrapped here."""
+    containerfile = data_dir("containers") / role / "Containerfile"
+    made: list[Image] = []
+    if upstream:
+        base_ref, base_id, network = upstream, upstream, "default"
     else:
-        base = ensure_base(recipe.base, docker, cache)
+        base = ensure_base(base_spec, docker, cache)
+        made.append(base)
         base_ref, base_id, network = base.ref, base.layer_digest, "none"
-    hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(blurb.sha256))
-    requirements = f"blurb=={blurb.value} {hashes}\n"
-    packages = " ".join(recipe.base.packages)
+    packages = " ".join(base_spec.packages)
     # Named by the pins, not by a downloaded file, so a present image needs no network.
     digest = _digest({
         "containerfile": hashlib.sha256(containerfile.read_bytes()).hexdigest(),
-        "requirements": requirements,
         "base": base_id,
         "args": {"PACKAGES": packages},
+        **inputs,
     })
-    ref = f"{REPO}/builder:{digest[:16]}"
-    with locked(cache.lock("image-" + digest)):
-        found = docker.info(ref)
-        if found is None:
-            with tempfile.TemporaryDirectory(dir=cache.root) as ctx:
-                context = Path(ctx)
-                wheel = _wheel(blurb, cache)
-                shutil.copy(containerfile, context / "Containerfile")
-                (context / "wheels").mkdir()
-                shutil.copy(wheel, context / "wheels" / wheel.name)
-                (context / "wheels" / "requirements.txt").write_text(requirements)
-                found = docker.build(
-                    context, "Containerfile", ref,
-                    buildargs={"BASE": base_ref, "PACKAGES": packages},
-                    labels={"org.cpython-repro.digest": digest,
-                            "org.cpython-repro.base": base_id,
-                            "org.cpython-repro.blurb": blurb.value},
-                    network=network,
-                )
-        return Image("builder", ref, found.image_id, digest)
-
-
-def ensure_autoconf(spec: AutoconfSpec, docker: Docker, cache: Cache) -> tuple[Image, ...]:
-    """The autoconf image (and its base, when bootstrapped here), reused when present."""
-    containerfile = data_dir("containers") / "autoconf" / "Containerfile"
-    made: list[Image] = []
-    if spec.upstream:
-        base_ref, base_id, network = spec.upstream, spec.upstream, "default"
-    else:
-        base = ensure_base(spec.base, docker, cache)
-        made.append(base)
-        base_ref, base_id, network = base.ref, base.layer_digest, "none"
-    packages = " ".join(spec.base.packages)
-    digest = _digest({
-        "containerfile": hashlib.sha256(containerfile.read_bytes()).hexdigest(),
-        "base": base_id,
-        "args": {"PACKAGES": packages},
-    })
-    ref = f"{REPO}/autoconf:{digest[:16]}"
+    ref = f"{REPO}/{role}:{digest[:16]}"
     with locked(cache.lock("image-" + digest)):
         found = docker.info(ref)
         if found is None:
             with tempfile.TemporaryDirectory(dir=cache.root) as ctx:
                 shutil.copy(containerfile, Path(ctx) / "Containerfile")
+                fill(Path(ctx))
                 found = docker.build(
                     Path(ctx), "Containerfile", ref,
                     buildargs={"BASE": base_ref, "PACKAGES": packages},
                     labels={"org.cpython-repro.digest": digest,
-                            "org.cpython-repro.base": base_id},
+                            "org.cpython-repro.base": base_id, **labels},
                     network=network,
                 )
-    return (*made, Image("autoconf", ref, found.image_id, digest))
+    return (*made, Image(role, ref, found.image_id, digest))
+
+
+def ensure_builder(recipe: Recipe, blurb: Dated, docker: Docker,
+                   cache: Cache) -> tuple[Image, ...]:
+    """The rebuild image with blurb from its hash-pinned wheel (and its base, as above)."""
+    hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(blurb.sha256))
+    requirements = f"blurb=={blurb.value} {hashes}\n"
+
+    def wheels(context: Path) -> None:
+        wheel = _wheel(blurb, cache)
+        (context / "wheels").mkdir()
+        shutil.copy(wheel, context / "wheels" / wheel.name)
+        (context / "wheels" / "requirements.txt").write_text(requirements)
+
+    return _ensure_on_base("builder", recipe.base, recipe.base.upstream, docker, cache,
+                           {"requirements": requirements},
+                           {"org.cpython-repro.blurb": blurb.value}, wheels)
+
+
+def ensure_autoconf(spec: AutoconfSpec, docker: Docker, cache: Cache) -> tuple[Image, ...]:
+    """The autoconf image (and its base, as above)."""
+    return _ensure_on_base("autoconf", spec.base, spec.upstream, docker, cache, {}, {},
+                           lambda _context: None)

@@ -54,10 +54,8 @@ class Verifier:
         blurb = plan.recipe.blurb_for(source.commit_date)
         used: list[Image] = []
         with step("building or reusing the pinned images"):
-            if not plan.recipe.base.upstream:
-                used.append(images.ensure_base(plan.recipe.base, docker, self.cache))
-            builder = images.ensure_builder(plan.recipe, blurb, docker, self.cache)
-            used.append(builder)
+            used += images.ensure_builder(plan.recipe, blurb, docker, self.cache)
+        builder = used[-1]
         rebuilder = rebuild.Rebuilder(docker, self.limits)
         generated = RegenCheck("skipped", detail="turned off (--no-regen-check)")
         if self.regen_check and plan.autoconf is None:

@@ -60,7 +60,7 @@ def repacked(orig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The published tree re-tarred in the builder image with the recipe's own options."""
     docker_or_skip()
     recipe = load_recipe(data_dir("recipes") / "release-tools-2023-10.toml")
-    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))
+    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))[-1]
     with tarfile.open(orig) as tar:
         first = tar.next()
         assert first is not None
@@ -180,7 +180,7 @@ def test_a_legacy_release_is_reproduced_by_adoption(tmp_path: Path) -> None:
     fields = {f.field: f.value for f in a.fields}
     assert fields["tar format"] == "gnu"
     assert fields["gzip level"] == "-9"
-    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))
+    image = ensure_builder(recipe, recipe.blurb[-1], Docker.connect(), Cache(IMAGES_CACHE))[-1]
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "list").write_bytes(b"".join(p.encode() + b"\0" for p in a.order))
