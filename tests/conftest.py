@@ -1,4 +1,5 @@
-"""Shared fixtures. Docker tests skip on a laptop without a daemon, but fail under CI=true."""
+"""Shared fixtures. A test whose prerequisite is missing (Docker, root, a tool) skips on a
+laptop but fails under CI=true, where .ci/run must have installed everything."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ import pytest
 IN_CI = os.environ.get("CI", "") in ("true", "1")
 
 
+def require(ok: object, missing: str) -> None:
+    """Skip without the prerequisite, except under CI=true: there it is a failure."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but {missing}")
+    pytest.skip(missing)
+
+
 def docker_or_skip() -> None:
     from cpython_repro.dockerio import Docker
     from cpython_repro.errors import DockerUnavailable
@@ -18,9 +28,7 @@ def docker_or_skip() -> None:
     try:
         Docker.connect(timeout=10)
     except DockerUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true but Docker is not usable: {exc.one_line()}")
-        pytest.skip(f"no Docker daemon: {exc.one_line()}")
+        require(False, f"Docker is not usable: {exc.one_line()}")
 
 
 @pytest.fixture(autouse=True)

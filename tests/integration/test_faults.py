@@ -21,7 +21,7 @@ import pytest
 
 from cpython_repro.cache import sha256_file
 from cpython_repro.cli import main
-from tests.conftest import IN_CI
+from tests.conftest import require
 from tests.fixtures.server import Site
 from tests.integration.conftest import VERSION, World, publish
 
@@ -184,8 +184,7 @@ class DockerProxy:
 def test_docker_daemon_going_away_mid_run(world: World, site: Site, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    if not Path("/var/run/docker.sock").exists():
-        pytest.skip("the daemon is not on /var/run/docker.sock")
+    require(Path("/var/run/docker.sock").exists(), "the daemon is not on /var/run/docker.sock")
     publish(site, world)
     recipes = hanging_recipes(world, tmp_path)
     proxy = DockerProxy(Path("/tmp") / f"cpython-repro-proxy-{os.getpid()}.sock")
@@ -216,10 +215,7 @@ def test_docker_daemon_going_away_mid_run(world: World, site: Site, tmp_path: Pa
 
 def test_full_disk(world: World, site: Site, tmp_path: Path,
                    capsys: pytest.CaptureFixture[str]) -> None:
-    if os.getuid() != 0:
-        if IN_CI:
-            pytest.fail("CI=true but not root: cannot mount a small tmpfs")
-        pytest.skip("needs root to mount a small tmpfs")
+    require(os.getuid() == 0, "not root: cannot mount a small tmpfs")
     publish(site, world)
     out = tmp_path / "small"
     out.mkdir()
