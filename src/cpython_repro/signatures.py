@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,22 +60,38 @@ def check_openpgp(artifact: str, data: Path, asc: Path | None,
         if not signers.pgp_expected:
             return result("not-expected", f"no .asc, as expected for {signers.series} (PEP 761)")
         return result("absent", "no .asc was published beside the artifact")
-    keys = [signers.keys_dir / f"{fpr}.asc" for fpr in signers.openpgp]
-    if not keys:
-        return result("not-pinned", f"no OpenPGP key is pinned for {signers.series} "
-                                    "(recipes/signers.toml)")
-    missing = [k.name for k in keys if not k.is_file()]
-    if missing:
-        return result("not-pinned", f"pinned key file(s) missing: {', '.join(missing)}")
-    with tempfile.TemporaryDirectory(prefix="cpython-repro-gnupg-") as home:
-        env = {"GNUPGHOME": home, "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")}
-        base = ["gpg", "--batch", "--no-autostart", "--no-tty"]
-        proc.run([*base, "--quiet", "--import", *map(str, keys)], env=env)
-        expiry = _key_expiry(proc.run([*base, "--with-colons", "--list-keys"],
-                                      env=env).stdout.decode())
-        out = proc.run([*base, "--status-fd", "1", "--verify", str(asc), str(data)],
+    keys, unusable = _pinned_keys(signers)
+    if unusable:
+        return result("not-pinned", unusable)
+    with _keyring(keys) as (env, expiry):
+        out = proc.run([*GPG, "--status-fd", "1", "--verify", str(asc), str(data)],
                        env=env, ok=(0, 1, 2)).stdout.decode("utf-8", "replace")
     return _openpgp_verdict(_status_lines(out), signers, expiry, result)
+
+
+GPG = ["gpg", "--batch", "--no-autostart", "--no-tty"]
+
+
+def _pinned_keys(signers: Signers) -> tuple[list[Path], str]:
+    """The series' pinned key files, or why they cannot be used."""
+    keys = [signers.keys_dir / f"{fpr}.asc" for fpr in signers.openpgp]
+    if not keys:
+        return keys, f"no OpenPGP key is pinned for {signers.series} (recipes/signers.toml)"
+    missing = [k.name for k in keys if not k.is_file()]
+    if missing:
+        return keys, f"pinned key file(s) missing: {', '.join(missing)}"
+    return keys, ""
+
+
+@contextlib.contextmanager
+def _keyring(keys: list[Path]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """A throw-away GnuPG home holding only these keys: (its environment, key expiries)."""
+    with tempfile.TemporaryDirectory(prefix="cpython-repro-gnupg-") as home:
+        env = {"GNUPGHOME": home, "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")}
+        proc.run([*GPG, "--quiet", "--import", *map(str, keys)], env=env)
+        expiry = _key_expiry(proc.run([*GPG, "--with-colons", "--list-keys"],
+                                      env=env).stdout.decode())
+        yield env, expiry
 
 
 def _status_lines(text: str) -> dict[str, list[str]]:
@@ -357,20 +374,14 @@ def check_tag(source: Source, signers: Signers) -> list[SignatureCheck]:
         checks.append(SignatureCheck(source.tag, "tag", "absent", "",
                                      "the tag carries no OpenPGP signature"))
         return checks
-    keys = [signers.keys_dir / f"{fpr}.asc" for fpr in signers.openpgp]
-    if not keys or not all(k.is_file() for k in keys):
+    keys, unusable = _pinned_keys(signers)
+    if unusable:
         checks.append(SignatureCheck(source.tag, "tag", "not-pinned", "",
-                                     f"the tag is signed; no OpenPGP key is pinned for "
-                                     f"{signers.series}"))
+                                     f"the tag is signed; {unusable}"))
         return checks
-    with tempfile.TemporaryDirectory(prefix="cpython-repro-gnupg-") as home:
-        env = {"GNUPGHOME": home, "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin"),
-               "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-        gpg = ["gpg", "--batch", "--no-autostart", "--no-tty"]
-        proc.run([*gpg, "--quiet", "--import", *map(str, keys)], env=env)
-        expiry = _key_expiry(proc.run([*gpg, "--with-colons", "--list-keys"],
-                                      env=env).stdout.decode())
-        done = proc.run([*git, "verify-tag", "--raw", source.tag_object], env=env,
+    with _keyring(keys) as (env, expiry):
+        done = proc.run([*git, "verify-tag", "--raw", source.tag_object],
+                        env={**env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"},
                         ok=(0, 1))
     status = _status_lines(done.stderr.decode("utf-8", "replace"))
 
