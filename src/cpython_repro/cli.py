@@ -103,8 +103,9 @@ def _verify(args: argparse.Namespace) -> int:
     if not args.quiet:
         from cpython_repro import console  # rich costs a tenth of a second to import
 
-        console.show_verify(console.console(), data, str(json_path))
-        console.show_outputs(console.console(), written)
+        out = console.console()
+        console.show_verify(out, data, str(json_path))
+        console.show_outputs(out, written)
     return report.exit_code
 
 
@@ -276,12 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-adopt", action="store_true",
                    help="do not try a second rebuild with metadata taken from the published "
                         "artifact when only metadata differs")
-    v.set_defaults(func=cmd_verify)
-
     v.add_argument("--history", help="SQLite history (default: "
                                       "$XDG_DATA_HOME/cpython-repro/history.sqlite)")
     v.add_argument("--sign", action="store_true",
                    help="sign the in-toto statement with Sigstore (ambient OIDC credentials)")
+    v.set_defaults(func=cmd_verify)
 
     site = sub.add_parser("site", parents=[common], help="write a static status page")
     site.add_argument("outdir")

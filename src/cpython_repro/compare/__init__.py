@@ -184,11 +184,12 @@ def compare(name: str, published: Path, rebuilt: Path, limit: int = DEFAULT_PAYL
             diff_dir: Path | None = None, report_dir: Path | None = None) -> Comparison:
     """diff_dir: where diffoscope writes its view of the differing members (none: skip)."""
     sizes = published.stat().st_size, rebuilt.stat().st_size
-    if sizes[0] == sizes[1]:  # only then can they be identical; else hash while reading
+    hashed = sizes[0] == sizes[1]  # only then can they be identical; else hash while reading
+    if hashed:
         pub_sha, reb_sha = sha256_file(published), sha256_file(rebuilt)
         if pub_sha == reb_sha:
             return Comparison(name, "identical", pub_sha, reb_sha, *sizes, True, 0, 0)
-    ppay, rpay = Payload(published, limit), Payload(rebuilt, limit)
+    ppay, rpay = Payload(published, limit, not hashed), Payload(rebuilt, limit, not hashed)
     work = _Pass(_Side("published", TarReader(ppay)), _Side("rebuilt", TarReader(rpay)))
     interval = sys.getswitchinterval()
     # The inflate threads give the GIL back after each piece; with the default 5 ms switch
@@ -205,7 +206,8 @@ def compare(name: str, published: Path, rebuilt: Path, limit: int = DEFAULT_PAYL
         sys.setswitchinterval(interval)
         ppay.close()
         rpay.close()
-    pub_sha, reb_sha = ppay.file_hash.hexdigest(), rpay.file_hash.hexdigest()
+    if not hashed:
+        pub_sha, reb_sha = ppay.file_hash.hexdigest(), rpay.file_hash.hexdigest()
     pub, reb = (_listing(s, pay) for s, pay in ((work.pub, ppay), (work.reb, rpay)))
     findings = _compression_findings(pub, reb, layer)
     payload_identical = pub.payload_sha256 == reb.payload_sha256

@@ -166,11 +166,13 @@ class _Inflate:
 class Payload:
     """The decompressed tar stream of one file, produced by a background thread."""
 
-    def __init__(self, path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT) -> None:
+    def __init__(self, path: Path, limit: int = DEFAULT_PAYLOAD_LIMIT,
+                 hash_file: bool = False) -> None:
         self.path = path
         self.kind = detect(path)
         self.hash = hashlib.sha256()  # of the decompressed payload
-        self.file_hash = hashlib.sha256()  # of the file as stored
+        self.file_hash = hashlib.sha256()  # of the file as stored, when hash_file
+        self._hash_file = hash_file
         self.size = 0
         self._limit = limit
         self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
@@ -195,7 +197,8 @@ class Payload:
             inflate = _Inflate(self.kind)
             with self.path.open("rb") as f:
                 while not self._stop.is_set() and (raw := f.read(CHUNK)):
-                    self.file_hash.update(raw)
+                    if self._hash_file:
+                        self.file_hash.update(raw)
                     for piece in inflate.feed(raw):
                         if not piece:
                             continue
