@@ -15,7 +15,7 @@ from typing import Any
 
 from cpython_repro.cache import atomic_write
 from cpython_repro.errors import BadVersion
-from cpython_repro.outputs import COLOUR, CSS
+from cpython_repro.outputs import CSS, badge
 from cpython_repro.resolve import parse_version
 
 SCHEMA = """
@@ -122,12 +122,6 @@ def _key(version: str) -> tuple[int, ...]:
         return (0,)
 
 
-def _badge(word: str | None) -> str:
-    w = word or "none"
-    return (f'<span class="v" style="background:{COLOUR.get(w, "#57606a")}">'
-            f"{html.escape(w)}</span>")
-
-
 def write_site(history: Path, outdir: Path) -> Path:
     """index.html of every verified release, with each run's own report copied beside it."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -142,10 +136,10 @@ def write_site(history: Path, outdir: Path) -> Path:
         tools = json.loads(r["toolchain"]) if r["toolchain"] else {}
         toolchain = ", ".join(f"{k} {v}" for k, v in tools.items()
                               if k in ("tar", "gzip", "xz", "blurb"))
-        arts = "<br>".join(f"{html.escape(a['name'])} {_badge(a['verdict'])}"
+        arts = "<br>".join(f"{html.escape(a['name'])} {badge(a['verdict'])}"
                            for a in r["artifacts"]) or html.escape(r["error"] or "")
-        rows.append(f"<tr><td>{link}</td><td>{_badge(r['verdict'])}</td><td>{arts}</td>"
-                    f"<td>{_badge(r['signatures'])}</td><td>{_badge(r['generated'])}</td>"
+        rows.append(f"<tr><td>{link}</td><td>{badge(r['verdict'])}</td><td>{arts}</td>"
+                    f"<td>{badge(r['signatures'])}</td><td>{badge(r['generated'])}</td>"
                     f"<td>{html.escape(r['finished'] or '')}</td>"
                     f"<td>{html.escape(toolchain)}</td></tr>")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -34,8 +34,10 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _badge(word: str) -> str:
-    return f'<span class="v" style="background:{COLOUR.get(word, "#57606a")}">{_e(word)}</span>'
+def badge(word: str | None) -> str:
+    """A verdict or status as a coloured pill; a missing one reads "none"."""
+    w = word or "none"
+    return f'<span class="v" style="background:{COLOUR.get(w, "#57606a")}">{_e(w)}</span>'
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -57,7 +59,7 @@ pre{background:#f6f8fa;padding:.8em;overflow:auto;max-height:30em}
 
 def render_html(data: dict[str, Any], report_dir: Path) -> str:
     src = data["source"]
-    parts = [f"<h1>CPython {_e(data['version'])} {_badge(data['verdict'])}</h1>",
+    parts = [f"<h1>CPython {_e(data['version'])} {badge(data['verdict'])}</h1>",
              f"<p>tag <code>{_e(src['tag'])}</code> → commit <code>{_e(src['commit'])}</code> "
              f"({_e(src['commit_time'])}) from <code>{_e(src['remote'])}</code>; recipe "
              f"<code>{_e(data['recipe']['name'])}</code> (sha256 "
@@ -65,11 +67,11 @@ def render_html(data: dict[str, Any], report_dir: Path) -> str:
              f"{_e(data['exit_code'])}; {_e(data['started'])} to {_e(data['finished'])}</p>"]
     reached = {a["verdict"] for a in data["artifacts"]}
     parts.append("<h2>Verdict ladder</h2><table class='ladder'><tr>" + "".join(
-        f"<td class='{'on' if v in reached else ''}'>{_badge(v)}</td>" for v in LADDER)
+        f"<td class='{'on' if v in reached else ''}'>{badge(v)}</td>" for v in LADDER)
         + "</tr></table>")
     parts.append("<h2>Artifacts</h2>" + _table(
         ["artifact", "verdict", "published", "rebuilt", "members", "origin"],
-        [[_e(a["name"]), _badge(a["verdict"]),
+        [[_e(a["name"]), badge(a["verdict"]),
           f"<code>{_e(a['published']['sha256'])}</code><br>{a['published']['size']:,} B",
           f"<code>{_e(a['rebuilt']['sha256'])}</code><br>{a['rebuilt']['size']:,} B",
           f"{a['members']['published']} / {a['members']['rebuilt']}", _e(a.get("origin", ""))]
@@ -107,19 +109,19 @@ def render_html(data: dict[str, Any], report_dir: Path) -> str:
                 [_e(k), _e(a["compression"]["published"].get(k, "")),
                  _e(a["compression"]["rebuilt"].get(k, ""))] for k in keys]))
     gen = data["generated_files"]
-    parts.append(f"<h2>Generated files {_badge(gen['status'])}</h2>"
+    parts.append(f"<h2>Generated files {badge(gen['status'])}</h2>"
                  f"<p>{_e(' '.join(gen['command']))} in <code>{_e(gen['image'])}</code>; CPython "
                  f"used {_e(gen['used'])}. {_e(gen['detail'])}</p>")
     parts += [f"<p class='muted'>{_e(m)}</p>" for m in gen["tool_mismatches"]]
     for f in gen["files"]:
-        parts.append(f"<p><code>{_e(f['path'])}</code> {_badge(f['status'])} "
+        parts.append(f"<p><code>{_e(f['path'])}</code> {badge(f['status'])} "
                      f"{_e(f['explanation'])}</p>")
         if f["diff"]:
             parts.append(f"<pre>{_e(f['diff'])}</pre>")
     sigs = data["signatures"]
-    parts.append(f"<h2>Signatures {_badge(sigs['status'])}</h2>" + _table(
+    parts.append(f"<h2>Signatures {badge(sigs['status'])}</h2>" + _table(
         ["artifact", "kind", "status", "signer", "signed", "detail"],
-        [[_e(c["artifact"]), _e(c["kind"]), _badge(c["status"]), _e(c["signer"]),
+        [[_e(c["artifact"]), _e(c["kind"]), badge(c["status"]), _e(c["signer"]),
           _e(c["signed_at"]), _e(c["detail"])] for c in sigs["checks"]]))
     parts.append("<h2>Toolchain and images</h2>" + _table(
         ["tool", "version"], [[_e(k), _e(v)] for k, v in data["toolchain"].items()])
