@@ -24,6 +24,7 @@ from cpython_repro.cli import main
 from tests.conftest import require
 from tests.fixtures.server import Site
 from tests.integration.conftest import VERSION, World, publish
+from tests.integration.test_errors import one_error_line
 
 pytestmark = pytest.mark.docker
 LABEL = {"label": "cpython-repro"}
@@ -73,12 +74,6 @@ def _no_leftover_containers() -> Iterator[None]:
     assert not left, "a container was left behind"
 
 
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
 def test_hung_rebuild_is_stopped_and_its_log_kept(world: World, site: Site, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     publish(site, world)
@@ -87,7 +82,7 @@ def test_hung_rebuild_is_stopped_and_its_log_kept(world: World, site: Site, tmp_
     code = main(argv(world, site, tmp_path, recipes, "--timeout", "8"))
     assert code == 3
     assert time.monotonic() - started < 60
-    line = one_line(capsys)
+    line = one_error_line(capsys)
     assert "took longer than 8s and was stopped" in line
     log = tmp_path / "out" / "rebuild.log"
     assert f"log kept at {log}" in line
@@ -104,7 +99,7 @@ def test_killed_container_is_exit_3_with_its_log(world: World, site: Site, tmp_p
     code = main(argv(world, site, tmp_path, recipes))
     killer.join()
     assert code == 3
-    line = one_line(capsys)
+    line = one_error_line(capsys)
     assert "the rebuild failed in the container (exit 137)" in line
     assert (tmp_path / "out" / "rebuild.log").is_file()
 
@@ -208,7 +203,7 @@ def test_docker_daemon_going_away_mid_run(world: World, site: Site, tmp_path: Pa
     for c in our_containers():
         c.remove(force=True)  # type: ignore[attr-defined]
     assert code == 3
-    line = one_line(capsys)
+    line = one_error_line(capsys)
     assert "Docker" in line and "daemon" in line, line
     assert not (tmp_path / "out" / "report.json").exists()
 
@@ -224,7 +219,7 @@ def test_full_disk(world: World, site: Site, tmp_path: Path,
         code = main(["verify", VERSION, "--remote", str(world.repo), "--base-url",
                      site.base_url, "--recipes", str(world.recipes), "--cache-dir",
                      str(tmp_path / "cache"), "--out", str(out), "--no-regen-check", "-q"])
-        line = one_line(capsys)
+        line = one_error_line(capsys)
     finally:
         subprocess.run(["umount", str(out)], check=True)
     assert code == 3

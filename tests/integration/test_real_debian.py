@@ -34,14 +34,13 @@ from cpython_repro.models import Comparison
 from cpython_repro.rebuild import clamp_time
 from cpython_repro.resolve import data_dir, load_recipe
 from cpython_repro.signatures import check_digest, check_openpgp, load_digest_list
+from tests.bench import ORIG_SHA256, ORIG_URL
 from tests.conftest import docker_or_skip
 from tests.fixtures import signing
 from tests.integration.conftest import IMAGES_CACHE
 
 pytestmark = pytest.mark.docker
 
-ORIG_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz"
-ORIG_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
 TOP = "Python-3.13.5"
 CHANGED = [f"{TOP}/Lib/os.py", f"{TOP}/configure"]
 REMOVED = f"{TOP}/Lib/this.py"
