@@ -199,40 +199,47 @@ def test_tag_commit_against_a_pinned_one(tmp_path: Path) -> None:
 
 
 def test_missing_proof_is_looked_up_and_never_trusted_blindly(tmp_path: Path) -> None:
-    """A v0.1 bundle lacks its checkpoint. A Rekor that answers with a checkpoint its key
-    never signed gets a failure, a Rekor that answers for another entry too, and a Rekor
-    that cannot be reached leaves the check not-verifiable."""
-    from cpython_repro.errors import NetworkError
+    """A v0.1 bundle lacks its checkpoint; a fake Rekor on loopback answers through the
+    real HTTP client. A checkpoint the log key never signed fails, an answer for another
+    entry fails, and a Rekor that cannot be reached leaves the check not-verifiable."""
+    import socket
+
+    from cpython_repro.cache import Cache
+    from cpython_repro.download import Fetcher
+    from tests.fixtures.server import Site, serve
 
     doc = json.loads(BUNDLE.read_text())
     entry = doc["verificationMaterial"]["tlogEntries"][0]
     proof = entry["inclusionProof"]
-    asked: list[str] = []
-
-    def answer(body: str, checkpoint: str) -> Callable[[str], bytes]:
-        def lookup(url: str) -> bytes:
-            asked.append(url)
-            return json.dumps({"uuid": {"body": body, "verification": {"inclusionProof": {
-                "logIndex": int(proof["logIndex"]), "treeSize": int(proof["treeSize"]),
-                "rootHash": base64.b64decode(proof["rootHash"]).hex(),
-                "hashes": [base64.b64decode(h).hex() for h in proof["hashes"]],
-                "checkpoint": checkpoint}}}}).encode()
-        return lookup
-
-    files = SignatureFiles("Python-3.12.5.tgz", sigstore=BUNDLE)
     forged = ("rekor.sigstore.dev - 1193050959916656506\n114818493\n"
               f"{proof['rootHash']}\n\n\u2014 rekor.sigstore.dev AAAAAAAA\n")
-    c = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
-                       lookup=answer(entry["canonicalizedBody"], forged))
-    assert asked == ["http://r/api/v1/log/entries?logIndex=118981923"]
-    assert c.status == "failed", c
-    other = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
-                           lookup=answer("b3RoZXI=", forged))
-    assert other.status == "failed" and "another entry" in other.detail
+    files = SignatureFiles("Python-3.12.5.tgz", sigstore=BUNDLE)
 
-    def down(url: str) -> bytes:
-        raise NetworkError(f"{url}: cannot connect (refused)")
+    def rekor_answering(site: Site, body: str) -> str:
+        answer = {"uuid": {"body": body, "verification": {"inclusionProof": {
+            "logIndex": int(proof["logIndex"]), "treeSize": int(proof["treeSize"]),
+            "rootHash": base64.b64decode(proof["rootHash"]).hex(),
+            "hashes": [base64.b64decode(h).hex() for h in proof["hashes"]],
+            "checkpoint": forged}}}}
+        target = site.root / "rekor" / "api" / "v1" / "log" / "entries?logIndex=118981923"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(answer))
+        return site.base_url.replace("/ftp/python", "/rekor")
 
-    c = check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor="http://r",
-                       lookup=down)
-    assert c.status == "not-verifiable" and "could not ask http://r" in c.detail
+    def check(rekor: str, cache: str) -> SignatureCheck:
+        fetcher = Fetcher(Cache(tmp_path / cache), attempts=1)
+        return check_sigstore("Python-3.12.5.tgz", SHA, files, signers(THOMAS), rekor=rekor,
+                              lookup=lambda url: fetcher.get(url).path.read_bytes())
+
+    with serve(tmp_path / "www") as site:
+        c = check(rekor_answering(site, entry["canonicalizedBody"]), "c1")
+        assert site.requests[-1][1] == "/rekor/api/v1/log/entries?logIndex=118981923"
+        assert c.status == "failed" and "Signature not found for log ID" in c.detail, c
+        other = check(rekor_answering(site, "b3RoZXI="), "c2")
+        assert other.status == "failed" and "another entry" in other.detail
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    c = check(closed, "c3")
+    assert c.status == "not-verifiable" and f"could not ask {closed}" in c.detail
