@@ -72,7 +72,9 @@ def _pax_naming(members: list[Member]) -> str:
         if not m.pax_name:
             continue
         d, _, f = m.path.rstrip("/").rpartition("/")
-        if m.pax_name == f"{d}/PaxHeaders/{f}"[:99]:
+        d = d or "."  # GNU tar's dir_name() of a top-level member
+        # GNU tar fills the whole 100-byte name field, with no terminating NUL.
+        if m.pax_name == f"{d}/PaxHeaders/{f}"[:100]:
             return "%d/PaxHeaders/%f"
         found = re.fullmatch(re.escape(d) + r"/PaxHeaders\.(\d+)/" + re.escape(f), m.pax_name)
         if found:
