@@ -17,7 +17,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from cpython_repro.errors import DockerUnavailable, EnvironmentFailure
+from cpython_repro.errors import DockerRefused, DockerUnavailable, EnvironmentFailure
 from cpython_repro.models import Limits
 
 _DAEMON_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
@@ -46,10 +46,18 @@ class ImageInfo:
     created: str = ""
 
 
-def _unavailable(exc: BaseException) -> DockerUnavailable:
+def _unavailable(exc: BaseException, doing: str = "answer") -> EnvironmentFailure:
+    """What went wrong, told apart: the daemon answered with an error of its own (kept
+    word for word), or it did not answer at all."""
+    if isinstance(exc, docker.errors.APIError):
+        said = exc.explanation or str(exc)
+        said = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+        return DockerRefused(f"the Docker daemon refused to {doing}: "
+                             f"{' '.join(said.split())[:400]}")
     where = os.environ.get("DOCKER_HOST", "the default socket")
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
     return DockerUnavailable(
-        f"cannot talk to the Docker daemon at {where}: {type(exc).__name__}",
+        f"cannot talk to the Docker daemon at {where}: {type(exc).__name__}: {detail}",
         hint="start dockerd (or set DOCKER_HOST) and run again",
     )
 
@@ -91,7 +99,7 @@ class Docker:
         except docker.errors.ImageNotFound:
             return None
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"look up image {ref}") from exc
         return _image_info(ref, img)
 
     def import_rootfs(self, tarball: Path, repository: str, tag: str) -> ImageInfo:
@@ -100,7 +108,7 @@ class Docker:
                 str(tarball), repository=repository, tag=tag,
             )
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"import {tarball.name}") from exc
         found = self.info(f"{repository}:{tag}")
         if found is None:
             raise EnvironmentFailure(f"docker import of {tarball.name} produced no image")
@@ -120,7 +128,7 @@ class Docker:
             tail = " | ".join(ln for ln in lines if ln)[-400:]
             raise EnvironmentFailure(f"building image {ref} failed: {exc.msg}: {tail}") from exc
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"build image {ref}") from exc
         found = self.info(ref)
         if found is None:
             raise EnvironmentFailure(f"image {ref} missing right after its build")
@@ -130,7 +138,7 @@ class Docker:
         try:
             listed = self._client.images.list()
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "list images") from exc
         out = []
         for img in listed:
             for tag in img.tags:
@@ -144,7 +152,7 @@ class Docker:
         except docker.errors.ImageNotFound:
             pass
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"remove image {ref}") from exc
 
     def run(self, image: str, command: list[str], *, mounts: list[Mount], user: str,
             limits: Limits, env: dict[str, str] | None = None,
@@ -160,7 +168,7 @@ class Docker:
                 # docker-py reports its own read timeout as a ConnectionError: it is our time
                 # limit only if the deadline has passed and the daemon still answers.
                 if time.monotonic() < deadline - 1 or not self._answers():
-                    raise _unavailable(exc) from exc
+                    raise _unavailable(exc, f"run a container of {image}") from exc
                 with contextlib.suppress(*_DAEMON_ERRORS):
                     ctr.kill()
                 code, timed_out = -1, True
@@ -191,12 +199,12 @@ class Docker:
             raise EnvironmentFailure(f"image {image} is not present",
                                      hint="run `make images`") from exc
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"create a container of {image}") from exc
         try:
             ctr.start()
             yield ctr
         except _DAEMON_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, f"run a container of {image}") from exc
         finally:
             # Always removed, on error and on Ctrl-C alike; but a daemon that stopped
             # answering must not hold the run for the client's whole timeout.

@@ -60,6 +60,14 @@ class DownloadIncomplete(NetworkError):
     pass
 
 
+class Offline(NetworkError):
+    """--offline, and what was asked for is not already here."""
+
+
+class DockerRefused(EnvironmentFailure):
+    """The daemon answered, with an error of its own (kept in the message)."""
+
+
 class ToolMissing(EnvironmentFailure):
     pass
 
