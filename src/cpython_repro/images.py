@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +14,14 @@ from pathlib import Path
 from cpython_repro import proc
 from cpython_repro.cache import Cache, atomic_write, locked, sha256_file
 from cpython_repro.dockerio import Docker
-from cpython_repro.errors import EnvironmentFailure
+from cpython_repro.download import Fetcher
+from cpython_repro.errors import EnvironmentFailure, Offline
 from cpython_repro.models import AutoconfSpec, BaseSpec, Dated, Image, Recipe
 from cpython_repro.resolve import data_dir
 
 REPO = "cpython-repro"
+PYPI = "https://pypi.org/pypi"
+OFFLINE_HINT = "run `cpython-repro images build VERSION` once with network, then --offline"
 
 
 def _digest(obj: object) -> str:
@@ -46,11 +49,14 @@ def bootstrap_rootfs(spec: BaseSpec, out: Path) -> str:
     return sha256_file(out)
 
 
-def ensure_base(spec: BaseSpec, docker: Docker, cache: Cache) -> Image:
+def ensure_base(spec: BaseSpec, docker: Docker, cache: Cache, offline: bool = False) -> Image:
     digest = base_spec_digest(spec)
     ref = f"{REPO}/base:{spec.suite}-{digest[:16]}"
     with locked(cache.lock("image-" + digest)):
         found = docker.info(ref)
+        if found is None and offline:
+            raise Offline(f"base image {ref} is not built, and --offline cannot bootstrap it "
+                          f"from {spec.mirror}", hint=OFFLINE_HINT)
         if found is None:
             work = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=cache.root))
             try:
@@ -66,40 +72,51 @@ def ensure_base(spec: BaseSpec, docker: Docker, cache: Cache) -> Image:
         return Image("base", ref, found.image_id, digest, layer)
 
 
-def _wheel(pin: Dated, cache: Cache) -> Path:
-    """The pinned blurb wheel, downloaded once with pip and checked against the recipe's hashes."""
-    wheels = cache.root / "wheels"
+_WHEEL_NAME = re.compile(r"blurb-[0-9][0-9A-Za-z.]*-[A-Za-z0-9._]+\.whl")
+
+
+def _wheel(pin: Dated, fetcher: Fetcher) -> Path:
+    """The pinned blurb wheel, found through PyPI's JSON API and downloaded with our own
+    client (an installer without pip, such as uv, must work too), kept only if its sha256 is
+    one the recipe pins."""
+    wheels = fetcher.cache.root / "wheels"
     for candidate in wheels.glob(f"blurb-{pin.value}-*.whl"):
         if sha256_file(candidate) in pin.sha256:
             return candidate
-    with tempfile.TemporaryDirectory(dir=cache.root) as tmp:
-        req = Path(tmp) / "req.txt"
-        hashes = " ".join(f"--hash=sha256:{h}" for h in pin.sha256)
-        req.write_text(f"blurb=={pin.value} {hashes}\n")
-        proc.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                  "--only-binary=:all:", "--require-hashes", "-r", str(req), "-d", tmp],
-                 timeout=600)
-        got = [p for p in Path(tmp).glob("*.whl") if sha256_file(p) in pin.sha256]
-        if not got:
-            raise EnvironmentFailure(f"no blurb {pin.value} wheel matching the recipe's hashes")
-        wheels.mkdir(parents=True, exist_ok=True)
-        final = wheels / got[0].name
-        shutil.move(str(got[0]), final)
-        return final
+    if fetcher.offline:
+        raise Offline(f"the blurb {pin.value} wheel is not in the cache, and --offline cannot "
+                      "download it", hint=OFFLINE_HINT)
+    index = fetcher.get(f"{PYPI}/blurb/{pin.value}/json")
+    try:
+        files = json.loads(index.path.read_bytes())["urls"]
+        chosen = next(f for f in files if f["digests"]["sha256"] in pin.sha256
+                      and _WHEEL_NAME.fullmatch(f["filename"]))
+        url, name = str(chosen["url"]), str(chosen["filename"])
+    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise EnvironmentFailure(f"PyPI lists no blurb {pin.value} wheel with the sha256 the "
+                                 f"recipe pins ({', '.join(h[:16] for h in pin.sha256)})") \
+            from exc
+    got = fetcher.get(url)
+    if got.sha256 not in pin.sha256:
+        raise EnvironmentFailure(f"{url}: sha256 {got.sha256} is not the recipe's pin")
+    wheels.mkdir(parents=True, exist_ok=True)
+    atomic_write(wheels / name, got.path.read_bytes())
+    return wheels / name
 
 
 def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docker,
-                    cache: Cache, inputs: dict[str, str], labels: dict[str, str],
+                    fetcher: Fetcher, inputs: dict[str, str], labels: dict[str, str],
                     fill: Callable[[Path], None]) -> tuple[Image, ...]:
     """An image built from containers/<role>/Containerfile on a bootstrapped base (or a
     digest-pinned upstream one), named by the digest of everything that defines it and
     reused when present. Returns the base too, when it was bootstrapped here."""
     containerfile = data_dir("containers") / role / "Containerfile"
+    cache = fetcher.cache
     made: list[Image] = []
     if upstream:
         base_ref, base_id, network = upstream, upstream, "default"
     else:
-        base = ensure_base(base_spec, docker, cache)
+        base = ensure_base(base_spec, docker, cache, fetcher.offline)
         made.append(base)
         base_ref, base_id, network = base.ref, base.layer_digest, "none"
     packages = " ".join(base_spec.packages)
@@ -128,23 +145,26 @@ def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docke
 
 
 def ensure_builder(recipe: Recipe, blurb: Dated, docker: Docker,
-                   cache: Cache) -> tuple[Image, ...]:
+                   cache: Cache | Fetcher) -> tuple[Image, ...]:
     """The rebuild image with blurb from its hash-pinned wheel (and its base, as above)."""
+    fetcher = cache if isinstance(cache, Fetcher) else Fetcher(cache)
     hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(blurb.sha256))
     requirements = f"blurb=={blurb.value} {hashes}\n"
 
     def wheels(context: Path) -> None:
-        wheel = _wheel(blurb, cache)
+        wheel = _wheel(blurb, fetcher)
         (context / "wheels").mkdir()
         shutil.copy(wheel, context / "wheels" / wheel.name)
         (context / "wheels" / "requirements.txt").write_text(requirements)
 
-    return _ensure_on_base("builder", recipe.base, recipe.base.upstream, docker, cache,
+    return _ensure_on_base("builder", recipe.base, recipe.base.upstream, docker, fetcher,
                            {"requirements": requirements},
                            {"org.cpython-repro.blurb": blurb.value}, wheels)
 
 
-def ensure_autoconf(spec: AutoconfSpec, docker: Docker, cache: Cache) -> tuple[Image, ...]:
+def ensure_autoconf(spec: AutoconfSpec, docker: Docker,
+                    cache: Cache | Fetcher) -> tuple[Image, ...]:
     """The autoconf image (and its base, as above)."""
-    return _ensure_on_base("autoconf", spec.base, spec.upstream, docker, cache, {}, {},
+    fetcher = cache if isinstance(cache, Fetcher) else Fetcher(cache)
+    return _ensure_on_base("autoconf", spec.base, spec.upstream, docker, fetcher, {}, {},
                            lambda _context: None)
