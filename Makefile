@@ -12,6 +12,7 @@ REMOTE ?=
 BASE_URL ?=
 PUBLISHED ?=
 OUT ?=
+ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup host test-host images verify test bench fuzz lint clean
@@ -34,10 +35,10 @@ images: setup
 	$(BIN)/cpython-repro images build
 
 verify: setup
-	@test -n "$(VERSION)" || { echo "usage: make verify VERSION=3.13.5 [REMOTE=git-url] [BASE_URL=url] [PUBLISHED=file ...] [OUT=dir]" >&2; exit 2; }
+	@test -n "$(VERSION)" || { echo "usage: make verify VERSION=3.13.5 [REMOTE=git-url] [BASE_URL=url] [PUBLISHED=file ...] [OUT=dir] [ARGS='--offline ...']" >&2; exit 2; }
 	$(BIN)/cpython-repro verify $(VERSION) \
 	  $(if $(REMOTE),--remote $(REMOTE)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
-	  $(foreach p,$(PUBLISHED),--published $(p)) $(if $(OUT),--out $(OUT))
+	  $(foreach p,$(PUBLISHED),--published $(p)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 test: setup test-host images
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -40,8 +40,14 @@ class _TqdmProgress(Progress):
         self._bar.close()
 
 
+def _abs(path: str | Path) -> Path:
+    """Every path the user gives or defaults is made absolute before use: Docker refuses a
+    relative bind-mount source, and a later chdir must not change what a path means."""
+    return Path(path).absolute()
+
+
 def _cache(args: argparse.Namespace) -> Cache:
-    root = Path(args.cache_dir) if args.cache_dir else default_root()
+    root = _abs(args.cache_dir) if args.cache_dir else _abs(default_root())
     root.mkdir(parents=True, exist_ok=True)
     return Cache(root)
 
@@ -57,7 +63,7 @@ def _step_display(quiet: bool) -> Step:
 def _history(args: argparse.Namespace) -> Path:
     from cpython_repro import history
 
-    return Path(args.history) if args.history else history.default_path()
+    return _abs(args.history) if args.history else _abs(history.default_path())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -75,16 +81,18 @@ def _verify(args: argparse.Namespace) -> int:
     from cpython_repro import history, outputs
     from cpython_repro.verify import Verifier
 
+    if args.offline and (args.online_sigstore or args.rekor_url):
+        raise InputError("--offline cannot be combined with --online-sigstore or --rekor-url")
     plan = resolve.plan(
-        args.version, recipes_dir=Path(args.recipes) if args.recipes else None,
+        args.version, recipes_dir=_abs(args.recipes) if args.recipes else None,
         remote=args.remote, base_url=args.base_url,
-        local_published=[Path(p) for p in args.published or ()],
+        local_published=[_abs(p) for p in args.published or ()],
     )
     cache = _cache(args)
-    fetcher = Fetcher(cache, max_bytes=args.max_download,
+    fetcher = Fetcher(cache, max_bytes=args.max_download, offline=args.offline,
                       progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
-    outdir = Path(args.out or Path("out") / plan.version.text)
-    known = Path(args.known_digests) if args.known_digests else None
+    outdir = _abs(args.out or Path("out") / plan.version.text)
+    known = _abs(args.known_digests) if args.known_digests else None
     if known is not None and not known.is_file():
         raise InputError(f"--known-digests {known}: no such file")
     report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout),
@@ -96,7 +104,7 @@ def _verify(args: argparse.Namespace) -> int:
                       or (resolve.DEFAULT_REKOR if args.online_sigstore else ""),
                       regen_check=not args.no_regen_check).run(plan, outdir)
     data = to_json(report)
-    json_path = Path(args.json) if args.json else outdir / "report.json"
+    json_path = _abs(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
     written = outputs.write_all(data, outdir, sign=args.sign)
     history.record(_history(args), data, json_path)
@@ -114,11 +122,11 @@ def cmd_site(args: argparse.Namespace) -> int:
 
     from cpython_repro import history
 
-    sources = [Path(h) for h in args.history] if args.history else [history.default_path()]
+    sources = [_abs(h) for h in args.history] if args.history else [history.default_path()]
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / "merged.sqlite"
         history.merge(merged, [p for p in sources if p.is_file()])
-        index = history.write_site(merged, Path(args.outdir))
+        index = history.write_site(merged, _abs(args.outdir))
     if not args.quiet:
         print(index)
     return 0
@@ -127,11 +135,11 @@ def cmd_site(args: argparse.Namespace) -> int:
 def cmd_merge_history(args: argparse.Namespace) -> int:
     from cpython_repro import history
 
-    sources = [Path(h) for h in args.history]
+    sources = [_abs(h) for h in args.history]
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:
         raise InputError(f"no such history: {', '.join(missing)}")
-    added = history.merge(Path(args.dest), sources)
+    added = history.merge(_abs(args.dest), sources)
     if not args.quiet:
         print(f"{added} run(s) added to {args.dest}")
     return 0
@@ -166,8 +174,8 @@ def cmd_verify_many(args: argparse.Namespace) -> int:
 
     passthrough = [*(["--remote", args.remote] if args.remote else []),
                    "--base-url", args.base_url,
-                   *(["--recipes", args.recipes] if args.recipes else []),
-                   *(["--cache-dir", args.cache_dir] if args.cache_dir else []),
+                   *(["--recipes", str(_abs(args.recipes))] if args.recipes else []),
+                   *(["--cache-dir", str(_abs(args.cache_dir))] if args.cache_dir else []),
                    *args.verify_option]
 
     def show(o: schedule.Outcome) -> None:
@@ -176,7 +184,7 @@ def cmd_verify_many(args: argparse.Namespace) -> int:
             last = f": {o.detail.splitlines()[-1]}" if o.detail else ""
             print(f"{o.version}: {state}{last}", flush=True)
 
-    outcomes = schedule.run_many(args.versions, args.jobs, Path(args.out_root),
+    outcomes = schedule.run_many(args.versions, args.jobs, _abs(args.out_root),
                                  _history(args), passthrough, show)
     codes = [o.exit_code for o in outcomes if o.exit_code is not None]
     return max(codes, default=0)
@@ -186,12 +194,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for p in (args.published, args.rebuilt):
         if not Path(p).is_file():
             raise InputError(f"no such file: {p}")
-    diff_dir = Path(args.diff_dir) if args.diff_dir else None
-    result = compare(Path(args.published).name, Path(args.published), Path(args.rebuilt),
-                     diff_dir=diff_dir, report_dir=diff_dir)
+    diff_dir = _abs(args.diff_dir) if args.diff_dir else None
+    published, rebuilt = _abs(args.published), _abs(args.rebuilt)
+    result = compare(published.name, published, rebuilt, diff_dir=diff_dir, report_dir=diff_dir)
     data = comparison_json(result)
     if args.json:
-        write_json(data, Path(args.json))
+        write_json(data, _abs(args.json))
     if not args.quiet:
         from cpython_repro import console
 
@@ -206,12 +214,19 @@ def cmd_images(args: argparse.Namespace) -> int:
     docker = Docker.connect()
     out = console.console(args.quiet)
     if args.action == "build":
-        plan = resolve.plan(args.version, recipes_dir=Path(args.recipes) if args.recipes else None)
-        cache = _cache(args)
-        # The builder for the newest blurb pin covers current releases; verify builds others.
-        blurb = plan.recipe.blurb[-1]
-        builder = images.ensure_builder(plan.recipe, blurb, docker, cache)[-1]
-        out.print(f"builder {builder.ref} ({builder.image_id[:19]}) for recipe {plan.recipe.name}")
+        fetcher = Fetcher(_cache(args))
+        for version in args.version or ["3.13.5"]:
+            plan = resolve.plan(version,
+                                recipes_dir=_abs(args.recipes) if args.recipes else None)
+            # The builder for the series' newest blurb pin covers current releases; verify
+            # builds the others when a tag's date needs them.
+            builder = images.ensure_builder(plan.recipe, plan.recipe.blurb[-1], docker,
+                                            fetcher)[-1]
+            out.print(f"{version}: builder {builder.ref} ({builder.image_id[:19]}), "
+                      f"recipe {plan.recipe.name}")
+            if plan.autoconf is not None:
+                made = images.ensure_autoconf(plan.autoconf, docker, fetcher)[-1]
+                out.print(f"{version}: autoconf {made.ref} ({made.image_id[:19]})")
     elif args.action == "list":
         for info in docker.images(images.REPO + "/"):
             out.print(f"{info.ref}  {info.image_id[:19]}  layers={len(info.layers)}  "
@@ -256,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "signature file (.asc, .sigstore, .sig, .crt) instead of downloading; "
                         "repeatable")
     v.add_argument("--out", help="output directory (default: out/VERSION)")
+    v.add_argument("--offline", action="store_true",
+                   help="no network at all: the tag from a local --remote, artifacts and "
+                        "signature files only as given or already cached; what could not be "
+                        "had is named in the report")
     v.add_argument("--json", help="report path (default: OUT/report.json)")
     v.add_argument("--max-download", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES")
     v.add_argument("--timeout", type=float, default=Limits.seconds, metavar="SECONDS",
@@ -329,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("images", parents=[common], help="build, list or prune our images")
     i.add_argument("action", choices=["build", "list", "prune"])
-    i.add_argument("version", nargs="?", default="3.13.5",
-                   help="build: the release whose recipe names the images (default 3.13.5)")
+    i.add_argument("version", nargs="*",
+                   help="build: the releases whose recipes name the images (default 3.13.5)")
     i.set_defaults(func=cmd_images)
     return p
 

@@ -97,9 +97,17 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
         when = f" at {c['signed_at']}" if c["signed_at"] else ""
         out.print(f"  {mark} {c['artifact']} {c['kind']}: {c['status']}{who}{when}: "
                   f"{escape(c['detail'])}")
+    for n in data.get("not_checked", []):
+        out.print(f"[yellow]not checked:[/] {escape(n['artifact'])}: {escape(n['reason'])}")
+    for a in data["artifacts"]:
+        if a.get("origin_note"):
+            out.print(f"[yellow]note:[/] {escape(a['name'])}: {escape(a['origin_note'])}")
     style = STYLE[data["verdict"]]
     out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
-              f"report: {report_path}")
+              f"report: {escape(report_path)}")
+    # A non-zero exit explains itself: one line per reason, last on the screen.
+    for reason in data.get("reasons", []):
+        out.print(f"[bold red]exit {data['exit_code']}:[/] {escape(reason)}")
 
 
 def show_outputs(out: Console, written: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cpython_repro.cache import Cache, atomic_write, key, locked, sha256_file
-from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkError
+from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkError, Offline
 
 CHUNK = 1 << 16
 DEFAULT_MAX_BYTES = 512 << 20  # a CPython source tarball is ~30 MB; 512 MiB is absurd already
@@ -41,6 +41,7 @@ class Downloaded:
     sha256: str
     size: int
     from_cache: bool
+    note: str = ""  # a cached copy used as it is, and why it was not revalidated
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,24 @@ class Fetcher:
     timeout: float = 30.0
     backoff: float = 0.5
     progress: ProgressFactory = no_progress
+    offline: bool = False  # never touch the network: cached copies as they are, or Offline
 
     def get(self, url: str) -> Downloaded:
         with locked(self.cache.lock("url-" + key(url))):
             hit = self.cache.lookup(url)
-            if hit is not None and hit[1] and self._unchanged(url, hit[1]):
-                blob = hit[0]
-                return Downloaded(url, blob, blob.name, blob.stat().st_size, True)
+            if self.offline:
+                if hit is None:
+                    raise Offline(f"{url} is not in the cache, and --offline forbids "
+                                  "downloading it")
+                return self._cached(url, hit[0], "cached copy, not revalidated (--offline)")
+            if hit is not None and hit[1]:
+                state = self._revalidate(url, hit[1])
+                if state == "same":
+                    return self._cached(url, hit[0])
+                if state != "changed":
+                    # The copy is what this URL served before; without an answer now, it is
+                    # the best evidence there is, and the report says so.
+                    return self._cached(url, hit[0], f"cached copy, not revalidated: {state}")
             part = self.cache.partial(url)
             part.parent.mkdir(parents=True, exist_ok=True)
             last: Exception | None = None
@@ -80,18 +92,25 @@ class Fetcher:
             blob = self.cache.store(url, part, digest, validator)
             return Downloaded(url, blob, digest, size, False)
 
-    def _unchanged(self, url: str, validator: str) -> bool:
-        """Revalidate a cached artifact: a republished file at the same URL must be noticed."""
+    @staticmethod
+    def _cached(url: str, blob: Path, note: str = "") -> Downloaded:
+        return Downloaded(url, blob, blob.name, blob.stat().st_size, True, note)
+
+    def _revalidate(self, url: str, validator: str) -> str:
+        """"same", "changed" (a republished file at the same URL must be noticed), or why
+        the server could not say."""
         header = "If-None-Match" if validator.startswith(('"', "W/")) else "If-Modified-Since"
         req = urllib.request.Request(url, method="HEAD", headers={header: validator})  # noqa: S310
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
-                return bool(now) and now == validator
+                return "same" if now and now == validator else "changed"
         except urllib.error.HTTPError as exc:
-            return exc.code == 304
-        except (urllib.error.URLError, OSError, http.client.HTTPException):
-            return False
+            if exc.code >= 500:
+                return f"HTTP {exc.code} {exc.reason}"
+            return "same" if exc.code == 304 else "changed"
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            return f"cannot connect ({getattr(exc, 'reason', exc)})"
 
     def _transfer(self, url: str, part: Path) -> None:
         have = part.stat().st_size if part.exists() else 0

@@ -12,7 +12,14 @@ from cpython_repro import proc
 from cpython_repro.cache import Cache, key, locked, sha256_file
 from cpython_repro.download import Fetcher
 from cpython_repro.errors import ArtifactNotFound, InputError, NetworkError, TagNotFound, ToolFailed
-from cpython_repro.models import Plan, Published, SignatureFiles, Source
+from cpython_repro.models import (
+    SIGNATURE_SUFFIXES,
+    NotChecked,
+    Plan,
+    Published,
+    SignatureFiles,
+    Source,
+)
 
 GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -33,8 +40,15 @@ def _remote_url(remote: str) -> str:
     return remote
 
 
-def fetch_tag(plan: Plan, cache: Cache) -> Source:
+def is_local(remote: str) -> bool:
+    return remote.startswith("file://") or ("://" not in remote and Path(remote).exists())
+
+
+def fetch_tag(plan: Plan, cache: Cache, offline: bool = False) -> Source:
     tag = plan.version.tag
+    if offline and not is_local(plan.remote):
+        raise InputError(f"--offline: the tag can only come from a local repository, and "
+                         f"{plan.remote} is not one", hint="give --remote /path/to/cpython")
     repo = cache.git_dir(plan.remote)
     with locked(cache.lock("git-" + key(plan.remote))):
         if not (repo / "HEAD").exists():
@@ -65,7 +79,6 @@ def fetch_tag(plan: Plan, cache: Cache) -> Source:
     return Source(repo, tag, tag_object, commit, commit_time)
 
 
-SIGNATURE_SUFFIXES = (".asc", ".sigstore", ".sig", ".crt")
 ARCHIVE_SUFFIX = {"gzip": ".tgz", "xz": ".tar.xz"}
 
 
@@ -99,7 +112,13 @@ def _article(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiox" else f"a {kind}"
 
 
-def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:
+PACKAGER = "not given: with --published, only the artifacts given are verified"
+
+
+def fetch_published(plan: Plan,
+                    fetcher: Fetcher) -> tuple[tuple[Published, ...], tuple[NotChecked, ...]]:
+    """The artifacts to verify: those given with --published (packager mode: only those),
+    else all of the release's, downloaded. And the ones not verified, with the reason."""
     local: dict[str, Path] = {}
     for given in plan.local_published:
         if given.name.endswith(SIGNATURE_SUFFIXES):
@@ -110,6 +129,7 @@ def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:
             raise InputError(f"--published {given} and {local[name]} are both {name}")
         local[name] = given
     out = []
+    skipped = []
     for art in plan.artifacts:
         path = local.pop(art.name, None)
         if path is not None:
@@ -118,12 +138,15 @@ def fetch_published(plan: Plan, fetcher: Fetcher) -> tuple[Published, ...]:
             out.append(Published(art.name, path, sha256_file(path), path.stat().st_size,
                                  str(path)))
             continue
+        if plan.packager:
+            skipped.append(NotChecked(art.name, PACKAGER))
+            continue
         scheme = urlsplit(art.url).scheme
         if scheme not in ("http", "https"):
             raise InputError(f"artifact URL must be http(s): {art.url}")
         got = fetcher.get(art.url)
-        out.append(Published(art.name, got.path, got.sha256, got.size, art.url))
-    return tuple(out)
+        out.append(Published(art.name, got.path, got.sha256, got.size, art.url, got.note))
+    return tuple(out), tuple(skipped)
 
 
 def fetch_signatures(plan: Plan, fetcher: Fetcher,
@@ -134,7 +157,10 @@ def fetch_signatures(plan: Plan, fetcher: Fetcher,
     urls = {a.name: a.url for a in plan.artifacts}
     out = []
     for pub in published:
-        def find(suffix: str, pub: Published = pub) -> Path | None:
+        unavailable: dict[str, str] = {}
+
+        def find(suffix: str, pub: Published = pub,
+                 unavailable: dict[str, str] = unavailable) -> Path | None:
             names = {pub.name + suffix, pub.path.name + suffix}
             for p in given:
                 if p.name in names and p.is_file():
@@ -143,20 +169,28 @@ def fetch_signatures(plan: Plan, fetcher: Fetcher,
                 beside = pub.path.with_name(pub.path.name + suffix)
                 if beside.is_file():
                     return beside
-            return _optional(fetcher, urls[pub.name] + suffix)
+            found, why = _optional(fetcher, urls[pub.name] + suffix)
+            if why:
+                unavailable[suffix] = why
+            return found
 
         bundle = find(".sigstore")
-        sig = find(".sig") if bundle is None else None
+        # .sig/.crt are looked for only where python.org said no .sigstore was published.
+        sig = find(".sig") if bundle is None and ".sigstore" not in unavailable else None
         out.append(SignatureFiles(pub.name, find(".asc"), bundle, sig,
-                                  find(".crt") if sig is not None else None))
+                                  find(".crt") if sig is not None else None, unavailable))
     return tuple(out)
 
 
-def _optional(fetcher: Fetcher, url: str) -> Path | None:
-    """A signature file that may not exist: 404 is an answer, not an error."""
+def _optional(fetcher: Fetcher, url: str) -> tuple[Path | None, str]:
+    """A signature file that may not exist: 404 is an answer (absent), and so is a server
+    that cannot be reached or --offline (unavailable, with the reason): neither stops the run.
+    """
     if urlsplit(url).scheme not in ("http", "https"):
-        return None
+        return None, f"{url} is not an http(s) URL"
     try:
-        return fetcher.get(url).path
+        return fetcher.get(url).path, ""
     except ArtifactNotFound:
-        return None
+        return None, ""
+    except NetworkError as exc:
+        return None, exc.one_line()

@@ -144,6 +144,9 @@ class ArtifactPlan:
     recipe: ArtifactRecipe
 
 
+SIGNATURE_SUFFIXES = (".asc", ".sigstore", ".sig", ".crt")
+
+
 @dataclass(frozen=True)
 class Plan:
     """What resolve decided: which release, which recipe, where things come from."""
@@ -159,6 +162,11 @@ class Plan:
     @property
     def prefix(self) -> str:
         return f"Python-{self.version.text}"
+
+    @property
+    def packager(self) -> bool:
+        """An artifact was given with --published: verify those, download none."""
+        return any(not p.name.endswith(SIGNATURE_SUFFIXES) for p in self.local_published)
 
 
 @dataclass(frozen=True)
@@ -183,21 +191,32 @@ class Published:
     sha256: str
     size: int
     origin: str  # URL or local path
+    note: str = ""  # e.g. a cached copy used without revalidation, and why
 
 
-SignatureStatus = Literal["verified", "failed", "not-verifiable", "absent", "not-expected",
-                          "not-pinned"]
+SignatureStatus = Literal["verified", "failed", "not-verifiable", "absent", "unavailable",
+                          "not-expected", "not-pinned"]
 
 
 @dataclass(frozen=True)
 class SignatureFiles:
-    """What was published beside one artifact; None where nothing was."""
+    """What was published beside one artifact; None where nothing was, or where it could not
+    be had (then `unavailable` says which file and why: offline, or the server unreachable)."""
 
     artifact: str
     asc: Path | None = None
     sigstore: Path | None = None
     sig: Path | None = None
     crt: Path | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)  # suffix -> why
+
+
+@dataclass(frozen=True)
+class NotChecked:
+    """An artifact of the release that this run did not verify, and why (packager mode)."""
+
+    artifact: str
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cpython_repro.models import (
     PASSING,
     Comparison,
     Image,
+    NotChecked,
     Plan,
     Published,
     RebuildResult,
@@ -24,6 +25,7 @@ from cpython_repro.models import (
     SignatureCheck,
     Source,
 )
+from cpython_repro.signatures import artifact_status
 
 SCHEMA = "cpython-repro/report/v1"
 VERDICT_ORDER = ("identical", "identical-after-adoption", "same-content", "content-differs",
@@ -43,6 +45,8 @@ class VerifyReport:
     signatures: tuple[SignatureCheck, ...] = ()
     signature_status: str = "skipped"  # verified | unverified | failed | skipped
     generated: RegenCheck = field(default_factory=lambda: RegenCheck("skipped"))
+    not_checked: tuple[NotChecked, ...] = ()
+    offline: bool = False
 
     @property
     def verdict(self) -> str:
@@ -50,16 +54,54 @@ class VerifyReport:
 
     @property
     def exit_code(self) -> int:
-        ok = all(c.verdict in PASSING for c in self.comparisons)
-        signed = self.signature_status in ("verified", "skipped")
-        regenerated = self.generated.status in ("match", "skipped")
-        return EXIT_OK if ok and signed and regenerated else EXIT_DIVERGENCE
+        return EXIT_DIVERGENCE if self.reasons() else EXIT_OK
+
+    def reasons(self) -> list[str]:
+        """Why the run does not pass, one sentence each; empty when it passes. The exit code
+        is derived from this list, so it always explains itself."""
+        out = [_verdict_reason(c) for c in self.comparisons if c.verdict not in PASSING]
+        if self.signature_status != "skipped":
+            out += _signature_reasons(self.signatures, [c.artifact for c in self.comparisons])
+        out += _generated_reasons(self.generated)
+        return out
 
     def toolchain_mismatches(self) -> list[str]:
         found = self.rebuild.tools
         return [f"{tool}: recipe expects {want}*, container has {found.get(tool, 'none')}"
                 for tool, want in self.plan.recipe.expected_tools.items()
                 if not found.get(tool, "").startswith(want)]
+
+
+def _verdict_reason(c: Comparison) -> str:
+    first = c.error or next((f.explanation for f in c.findings if f.kind == "content"), "") \
+        or (c.findings[0].explanation if c.findings else "")
+    more = f" ({c.findings_total} findings)" if c.findings_total > 1 else ""
+    return f"{c.artifact}: {c.verdict}" + (f": {first}{more}" if first else "")
+
+
+def _signature_reasons(checks: tuple[SignatureCheck, ...], artifacts: list[str]) -> list[str]:
+    out = []
+    for name in artifacts:
+        mine = [c for c in checks if c.artifact == name]
+        status = artifact_status(mine)
+        if status == "failed":
+            bad = next(c for c in mine if c.status == "failed")
+            out.append(f"{name}: {bad.kind} check failed: {bad.detail}")
+        elif status == "unverified":
+            why = "; ".join(f"{c.kind} {c.status}" for c in mine
+                            if c.kind in ("openpgp", "sigstore", "digest-list"))
+            out.append(f"{name}: no signature verified ({why})")
+    out += [f"tag {c.artifact}: {c.detail}" for c in checks
+            if c.kind == "tag" and c.status == "failed"]
+    return out
+
+
+def _generated_reasons(g: RegenCheck) -> list[str]:
+    if g.status in ("match", "skipped"):
+        return []
+    if g.status == "differs":
+        return [f"generated file {f.explanation}" for f in g.files if f.status != "same"]
+    return [f"generated files {g.status}: {g.detail}"]
 
 
 def comparison_json(c: Comparison) -> dict[str, Any]:
@@ -85,11 +127,13 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
 
 
 def to_json(r: VerifyReport) -> dict[str, Any]:
-    origins = {p.name: p.origin for p in r.published}
+    origins = {p.name: p for p in r.published}
     artifacts = []
     for c in r.comparisons:
         entry = comparison_json(c)
-        entry["origin"] = origins.get(c.artifact, "")
+        pub = origins.get(c.artifact)
+        entry["origin"] = pub.origin if pub else ""
+        entry["origin_note"] = pub.note if pub and pub.note else None
         artifacts.append(entry)
     return {
         "schema": SCHEMA,
@@ -116,8 +160,11 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
                        "checks": [dataclasses.asdict(c) for c in r.signatures]},
         "generated_files": dataclasses.asdict(r.generated),
         "artifacts": artifacts,
+        "not_checked": [dataclasses.asdict(n) for n in r.not_checked],
+        "offline": r.offline,
         "verdict": r.verdict,
         "exit_code": r.exit_code,
+        "reasons": r.reasons(),
     }
 
 

@@ -51,7 +51,8 @@ def _utc(ts: str | int) -> str:
 # --- OpenPGP ---------------------------------------------------------------------------
 
 def check_openpgp(artifact: str, data: Path, asc: Path | None,
-                  signers: Signers) -> SignatureCheck:
+                  signers: Signers, unavailable: str = "") -> SignatureCheck:
+    """unavailable: why no .asc could be had (offline, server unreachable), where so."""
     def result(status: SignatureStatus, detail: str, signer: str = "",
                when: str = "") -> SignatureCheck:
         return SignatureCheck(artifact, "openpgp", status, signer, detail, when)
@@ -59,7 +60,9 @@ def check_openpgp(artifact: str, data: Path, asc: Path | None,
     if asc is None:
         if not signers.pgp_expected:
             return result("not-expected", f"no .asc, as expected for {signers.series} (PEP 761)")
-        return result("absent", "no .asc was published beside the artifact")
+        if unavailable:
+            return result("unavailable", f"no .asc could be had: {unavailable}")
+        return result("absent", "the server answered 404 for the .asc: none was published")
     keys, unusable = _pinned_keys(signers)
     if unusable:
         return result("not-pinned", unusable)
@@ -223,7 +226,12 @@ def check_sigstore(artifact: str, sha256: str, files: SignatureFiles, signers: S
         return SignatureCheck(artifact, "sigstore", status, signer, detail, when)
 
     if files.sigstore is None and (files.sig is None or files.crt is None):
-        return result("absent", "no .sigstore bundle (nor .sig and .crt) was published")
+        why = files.unavailable.get(".sigstore") or files.unavailable.get(".sig") \
+            or files.unavailable.get(".crt")
+        if why:
+            return result("unavailable", f"no Sigstore bundle could be had: {why}")
+        return result("absent", "the server answered 404 for the .sigstore bundle (and for "
+                                ".sig and .crt): none was published")
     if not signers.sigstore:
         return result("not-pinned", f"no Sigstore identity is pinned for {signers.series}")
     doc: dict[str, Any] = {}
@@ -427,12 +435,15 @@ def overall(checks: Iterable[SignatureCheck], artifacts: Iterable[str]) -> str:
     return "verified" if per and all(s == "verified" for s in per) else "unverified"
 
 
+PROVENANCE = ("openpgp", "sigstore", "digest-list")
+
+
 def artifact_status(checks: Iterable[SignatureCheck]) -> str:
-    """'failed' if any check failed; 'verified' if an OpenPGP or Sigstore signature verified;
-    else 'unverified'. Only the last two kinds prove who published it."""
+    """'failed' if any check failed; 'verified' if an OpenPGP or Sigstore signature verified,
+    or the digest is in a list the user vouched for with --known-digests; else 'unverified'."""
     checks = list(checks)
     if any(c.status == "failed" for c in checks):
         return "failed"
-    if any(c.status == "verified" and c.kind in ("openpgp", "sigstore") for c in checks):
+    if any(c.status == "verified" and c.kind in PROVENANCE for c in checks):
         return "verified"
     return "unverified"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,16 @@ class Verifier:
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
         step = self.step
+        offline = self.fetcher.offline
         # Cheap failures first: a bad tag or a missing artifact is found before any build.
         with step(f"fetching tag {plan.version.tag}"):
-            source = fetch.fetch_tag(plan, self.cache)
-        with step("downloading the published artifacts"):
-            published = fetch.fetch_published(plan, self.fetcher)
+            source = fetch.fetch_tag(plan, self.cache, offline)
+        with step("downloading the published artifacts" if not plan.packager
+                  else "reading the given artifacts"):
+            published, not_checked = fetch.fetch_published(plan, self.fetcher)
+        # Only what is verified is rebuilt: a packager's single .tgz needs no xz encode.
+        plan = dataclasses.replace(plan, artifacts=tuple(
+            a for a in plan.artifacts if a.name in {p.name for p in published}))
         checks: tuple[SignatureCheck, ...] = ()
         if self.check_signatures:
             with step("checking signatures"):
@@ -54,7 +60,7 @@ class Verifier:
         blurb = plan.recipe.blurb_for(source.commit_date)
         used: list[Image] = []
         with step("building or reusing the pinned images"):
-            used += images.ensure_builder(plan.recipe, blurb, docker, self.cache)
+            used += images.ensure_builder(plan.recipe, blurb, docker, self.fetcher)
         builder = used[-1]
         rebuilder = rebuild.Rebuilder(docker, self.limits)
         generated = RegenCheck("skipped", detail="turned off (--no-regen-check)")
@@ -63,7 +69,7 @@ class Verifier:
                                                    f"image for {plan.version.series}")
         elif self.regen_check and plan.autoconf is not None:
             with step("regenerating configure in the autoconf image"):
-                made = images.ensure_autoconf(plan.autoconf, docker, self.cache)
+                made = images.ensure_autoconf(plan.autoconf, docker, self.fetcher)
                 used += made
                 generated = regen.Regenerator(rebuilder).check(plan.autoconf, source,
                                                                made[-1], outdir / "regen")
@@ -84,7 +90,8 @@ class Verifier:
         status = signatures.overall(checks, [p.name for p in published]) \
             if self.check_signatures else "skipped"
         return VerifyReport(plan, source, published, tuple(used), built, result,
-                            started, dt.datetime.now(dt.UTC), checks, status, generated)
+                            started, dt.datetime.now(dt.UTC), checks, status, generated,
+                            not_checked, offline)
 
     def _signatures(self, plan: Plan, source: Source,
                     published: tuple[Published, ...]) -> tuple[SignatureCheck, ...]:
@@ -93,7 +100,8 @@ class Verifier:
         checks: list[SignatureCheck] = []
         for p in published:
             f = files[p.name]
-            checks.append(signatures.check_openpgp(p.name, p.path, f.asc, plan.signers))
+            checks.append(signatures.check_openpgp(p.name, p.path, f.asc, plan.signers,
+                                                   f.unavailable.get(".asc", "")))
             checks.append(signatures.check_sigstore(
                 p.name, p.sha256, f, plan.signers, offline=not self.online_sigstore,
                 rekor=self.rekor_url, lookup=lambda url: self.fetcher.get(url).path.read_bytes()))
