@@ -112,8 +112,7 @@ def _verify(args: argparse.Namespace) -> int:
         from cpython_repro import console  # rich costs a tenth of a second to import
 
         out = console.console()
-        console.show_verify(out, data, str(json_path))
-        console.show_outputs(out, written)
+        console.show_verify(out, data, str(json_path), written)
     return report.exit_code
 
 

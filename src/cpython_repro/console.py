@@ -68,7 +68,8 @@ def _show_adoption(out: Console, a: dict[str, Any]) -> None:
         out.print(f"  [cyan]adopted[/] {f['field']}: {escape(f['value'])}")
 
 
-def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
+def show_verify(out: Console, data: dict[str, Any], report_path: str,
+                written: dict[str, str] | None = None) -> None:
     src = data["source"]
     out.print(f"[bold]CPython {data['version']}[/]  tag {src['tag']} → commit "
               f"{src['commit'][:12]} ({src['commit_time']})  recipe {data['recipe']['name']}")
@@ -102,6 +103,7 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
     for a in data["artifacts"]:
         if a.get("origin_note"):
             out.print(f"[yellow]note:[/] {escape(a['name'])}: {escape(a['origin_note'])}")
+    show_outputs(out, written or {})
     style = STYLE[data["verdict"]]
     out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
               f"report: {escape(report_path)}")

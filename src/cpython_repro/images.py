@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urljoin
 
 from cpython_repro import proc
 from cpython_repro.cache import Cache, atomic_write, locked, sha256_file
@@ -72,7 +73,7 @@ def ensure_base(spec: BaseSpec, docker: Docker, cache: Cache, offline: bool = Fa
         return Image("base", ref, found.image_id, digest, layer)
 
 
-_WHEEL_NAME = re.compile(r"blurb-[0-9][0-9A-Za-z.]*-[A-Za-z0-9._]+\.whl")
+_WHEEL_NAME = re.compile(r"blurb-[0-9][0-9A-Za-z.]*(-[A-Za-z0-9._]+)+\.whl")
 
 
 def _wheel(pin: Dated, fetcher: Fetcher) -> Path:
@@ -86,16 +87,19 @@ def _wheel(pin: Dated, fetcher: Fetcher) -> Path:
     if fetcher.offline:
         raise Offline(f"the blurb {pin.value} wheel is not in the cache, and --offline cannot "
                       "download it", hint=OFFLINE_HINT)
-    index = fetcher.get(f"{PYPI}/blurb/{pin.value}/json")
+    index = fetcher.get(f"{PYPI}/blurb/json")
     try:
-        files = json.loads(index.path.read_bytes())["urls"]
+        files = json.loads(index.path.read_bytes())["releases"][pin.value]
         chosen = next(f for f in files if f["digests"]["sha256"] in pin.sha256
                       and _WHEEL_NAME.fullmatch(f["filename"]))
-        url, name = str(chosen["url"]), str(chosen["filename"])
+        # A mirror may answer with URLs relative to the index.
+        url, name = urljoin(index.url, str(chosen["url"])), str(chosen["filename"])
     except (ValueError, KeyError, TypeError, StopIteration) as exc:
         raise EnvironmentFailure(f"PyPI lists no blurb {pin.value} wheel with the sha256 the "
                                  f"recipe pins ({', '.join(h[:16] for h in pin.sha256)})") \
             from exc
+    if not url.startswith(("https://", "http://")):
+        raise EnvironmentFailure(f"PyPI lists blurb {pin.value} at {url!r}, not an http(s) URL")
     got = fetcher.get(url)
     if got.sha256 not in pin.sha256:
         raise EnvironmentFailure(f"{url}: sha256 {got.sha256} is not the recipe's pin")

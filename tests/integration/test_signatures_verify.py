@@ -72,14 +72,23 @@ def test_packagers_local_file_matched_by_content(world: World, site: Site,
     assert code == 0, report["signatures"]
     xz = by_name(report)[f"Python-{VERSION}.tar.xz"]
     assert xz["origin"] == str(local) and xz["verdict"] == "identical"
-    assert [c["status"] for c in checks(report, "digest-list")] == ["verified", "verified"]
+    # Packager mode: only the artifact given is verified (and rebuilt); the other is named.
+    assert list(by_name(report)) == [f"Python-{VERSION}.tar.xz"]
+    assert report["not_checked"] == [{"artifact": f"Python-{VERSION}.tgz",
+                                      "reason": "not given: with --published, only the "
+                                                "artifacts given are verified"}]
+    assert not (tmp_path / "out" / f"Python-{VERSION}.tgz").exists()
+    assert not any(p.endswith(".tgz") for _, p, _ in site.requests), site.requests
+    assert [c["status"] for c in checks(report, "digest-list")] == ["verified"]
     digests.write_text(f"{'0' * 64}  Python-{VERSION}.tar.xz\n")
     code, report = verify(world, site, tmp_path, "--published", str(local),
                           "--known-digests", str(digests))
     assert code == 1 and report["signatures"]["status"] == "failed"
     listed = {c["artifact"]: c for c in checks(report, "digest-list")}
     assert listed[f"Python-{VERSION}.tar.xz"]["status"] == "failed"
-    assert listed[f"Python-{VERSION}.tgz"]["status"] == "absent"
+    assert report["reasons"] == [f"Python-{VERSION}.tar.xz: digest-list check failed: "
+                                 f"SHA256SUMS lists sha256 {'0' * 16}…, the file is "
+                                 f"{xz['published']['sha256'][:16]}…"]
 
 
 def test_local_file_of_another_release_is_refused(world: World, site: Site, tmp_path: Path,
