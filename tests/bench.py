@@ -22,10 +22,11 @@ from typing import Any
 from cpython_repro.cache import Cache, sha256_file
 from cpython_repro.download import Fetcher
 from cpython_repro.resolve import data_dir, load_recipe
+from tests.fixtures.origs import ORIGS
 from tests.fixtures.release import tar_options
 
-ORIG_URL = "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz"
-ORIG_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
+ORIG_URL = ORIGS["3.13.5"].url
+ORIG_SHA256 = ORIGS["3.13.5"].sha256
 WORK = Path("/var/tmp/cpython-repro-bench")
 CHANGED = ["Lib/os.py", "Python/ceval.c", "configure"]
 RUNS = 5

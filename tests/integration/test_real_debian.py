@@ -37,6 +37,7 @@ from cpython_repro.signatures import check_digest, check_openpgp, load_digest_li
 from tests.bench import ORIG_SHA256, ORIG_URL
 from tests.conftest import docker_or_skip
 from tests.fixtures import signing
+from tests.fixtures.origs import ORIGS
 from tests.integration.conftest import IMAGES_CACHE
 
 pytestmark = pytest.mark.docker
@@ -164,8 +165,8 @@ def test_same_payload_recompressed_is_recognised(orig: Path, tmp_path: Path) -> 
 
 # Python-3.11.2.tgz (2023-02, made the pre-2023-10 way on the release manager's machine) is
 # Debian's python3.11_3.11.2.orig.tar.gz; python.org's sha256 of it, from its digest list:
-LEGACY_URL = "http://deb.debian.org/debian/pool/main/p/python3.11/python3.11_3.11.2.orig.tar.gz"
-LEGACY_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
+LEGACY_URL = ORIGS["3.11.2"].url
+LEGACY_SHA256 = ORIGS["3.11.2"].sha256
 
 
 def test_a_legacy_release_is_reproduced_by_adoption(tmp_path: Path) -> None:
