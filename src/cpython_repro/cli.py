@@ -237,6 +237,15 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cpython_repro import console, doctor
+
+    found = doctor.checks(_abs(args.cache_dir) if args.cache_dir else _abs(default_root()))
+    if not args.quiet:
+        console.show_doctor(console.console(), found)
+    return 0 if doctor.ok(found) else EXIT_ENVIRONMENT
+
+
 def _error(message: str) -> None:
     print(f"cpython-repro: error: {message}", file=sys.stderr)
 
@@ -344,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="write the comparison as JSON here")
     c.add_argument("--diff-dir", help="run diffoscope on the differing members, output here")
     c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("doctor", parents=[common],
+                       help="check this host: Docker, git, gpg, mmdebstrap, diffoscope, disk")
+    d.set_defaults(func=cmd_doctor)
 
     i = sub.add_parser("images", parents=[common], help="build, list or prune our images")
     i.add_argument("action", choices=["build", "list", "prune"])

@@ -112,6 +112,17 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
         out.print(f"[bold red]exit {data['exit_code']}:[/] {escape(reason)}")
 
 
+def show_doctor(out: Console, checks: list[Any]) -> None:
+    mark = {"ok": "[green]✓[/]", "missing": "[bold red]✗[/]", "optional": "[yellow]~[/]"}
+    for c in checks:
+        out.print(f"{mark[c.status]} {escape(c.name)}: {escape(c.found)}"
+                  + (f"  [dim]({escape(c.needed_for)})[/]" if c.needed_for else ""))
+        if c.status != "ok" and c.fix:
+            out.print(f"    fix: {escape(c.fix)}")
+    missing = [c.name for c in checks if c.status == "missing"]
+    out.print("all set" if not missing else f"missing: {', '.join(missing)}")
+
+
 def show_outputs(out: Console, written: dict[str, str]) -> None:
     for kind, path in written.items():
         out.print(f"{kind}: {escape(path)}")

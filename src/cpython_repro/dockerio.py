@@ -86,6 +86,12 @@ class Docker:
             raise _unavailable(exc) from exc
         return cls(client)
 
+    def server_version(self) -> str:
+        try:
+            return str(self._client.version().get("Version", "unknown"))
+        except _DAEMON_ERRORS as exc:
+            raise _unavailable(exc, "say its version") from exc
+
     def _answers(self) -> bool:
         try:
             self._client.ping()
