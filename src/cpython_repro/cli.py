@@ -107,7 +107,7 @@ def _verify(args: argparse.Namespace) -> int:
     json_path = _abs(args.json) if args.json else outdir / "report.json"
     write_json(data, json_path)
     written = outputs.write_all(data, outdir, sign=args.sign)
-    history.record(_history(args), data, json_path)
+    history.record(_history(args), data, json_path, outdir)
     if not args.quiet:
         from cpython_repro import console  # rich costs a tenth of a second to import
 
@@ -125,7 +125,8 @@ def cmd_site(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / "merged.sqlite"
         history.merge(merged, [p for p in sources if p.is_file()])
-        index = history.write_site(merged, _abs(args.outdir))
+        index = history.write_site(merged, _abs(args.outdir),
+                                   [_abs(o) for o in args.outputs or ()])
     if not args.quiet:
         print(index)
     return 0
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("outdir")
     site.add_argument("--history", action="append",
                       help="SQLite history, repeatable: they are merged (default as for verify)")
+    site.add_argument("--outputs", action="append", metavar="DIR",
+                      help="where runs' output directories are (DIR/VERSION/), to publish "
+                           "their evidence and diffs too; repeatable")
     site.set_defaults(func=cmd_site)
 
     for name, helptext in (("latest", "releases newer than the last verified one"),

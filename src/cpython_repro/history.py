@@ -1,5 +1,7 @@
-"""Stage: history. Every verify lands in a local SQLite database; `site` renders all of it
-as a static status page (verdict per artifact, when, which toolchain)."""
+"""Stage: history. Every verify lands in a local SQLite database, with its report, so that a
+history copied to another machine (one per CI job, merged) is enough to publish the status
+page: one row per release, newest first, its runs, and each run's report, statement and
+(where the run's output directory is at hand) evidence beside it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import shutil
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,16 @@ CREATE TABLE IF NOT EXISTS artifacts (
     published_sha256 TEXT, rebuilt_sha256 TEXT
 );
 """
+# Added later: histories written before get the columns when opened.
+DOCUMENTS = ("report_json", "report_html", "statement")
 RUN_COLUMNS = ("version", "started", "finished", "verdict", "exit_code", "signatures",
-               "generated", "recipe", "tag_commit", "toolchain", "report", "error")
-INSERT_RUN = ("INSERT INTO runs (version, started, finished, verdict, exit_code, signatures,"
-              " generated, recipe, tag_commit, toolchain, report, error)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+               "generated", "recipe", "tag_commit", "toolchain", "report", "error", *DOCUMENTS)
 DECIDED = (0, 1)  # runs that reached a verdict; 2 and 3 (bad input, environment) are retried
+BAD_INPUT = 2  # a version that is not a release (malformed, no such tag): not on the page
+MAX_DOCUMENT = 8 << 20  # a report page inlines bounded diffs; more is a runaway
+# Published beside each release's report when the run's output directory is at hand.
+BESIDE = ("evidence.tar.zst", "statement.intoto.sigstore.json")
+BESIDE_DIRS = ("diffoscope", "regen")
 
 
 def default_path() -> Path:
@@ -46,53 +53,116 @@ def _db(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=60)  # parallel verifies wait for each other
     conn.executescript(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column in DOCUMENTS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
     return conn
 
 
-def record(path: Path, data: dict[str, Any], report: Path) -> None:
+def _document(path: Path) -> str | None:
+    try:
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_DOCUMENT:
+            return path.read_text("utf-8", "replace")
+    except OSError:
+        pass
+    return None
+
+
+def record(path: Path, data: dict[str, Any], report: Path, outdir: Path) -> None:
+    row = {
+        "version": data["version"], "started": data["started"], "finished": data["finished"],
+        "verdict": data["verdict"], "exit_code": data["exit_code"],
+        "signatures": data["signatures"]["status"], "generated": data["generated_files"]["status"],
+        "recipe": data["recipe"]["name"], "tag_commit": data["source"]["commit"],
+        "toolchain": json.dumps(data["toolchain"]), "report": str(outdir / "report.json"),
+        "error": None,
+        "report_json": json.dumps(data), "report_html": _document(outdir / "report.html"),
+        "statement": _document(outdir / "statement.intoto.json"),
+    }
     with closing(_db(path)) as conn, conn:
-        cur = conn.execute(
-            "INSERT INTO runs (version, started, finished, verdict, exit_code, signatures,"
-            " generated, recipe, tag_commit, toolchain, report) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (data["version"], data["started"], data["finished"], data["verdict"],
-             data["exit_code"], data["signatures"]["status"], data["generated_files"]["status"],
-             data["recipe"]["name"], data["source"]["commit"], json.dumps(data["toolchain"]),
-             str(report)))
+        run_id = _insert(conn, row)
         conn.executemany(
             "INSERT INTO artifacts VALUES (?,?,?,?,?)",
-            [(cur.lastrowid, a["name"], a["verdict"], a["published"]["sha256"],
+            [(run_id, a["name"], a["verdict"], a["published"]["sha256"],
               a["rebuilt"]["sha256"]) for a in data["artifacts"]])
+
+
+# Built from the constant column names above; values always go in as parameters.
+INSERT_RUN = (f"INSERT INTO runs ({','.join(RUN_COLUMNS)}) "  # noqa: S608
+              f"VALUES ({','.join('?' for _ in RUN_COLUMNS)})")
+
+
+def _insert(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
+    cur = conn.execute(INSERT_RUN, [row.get(k) for k in RUN_COLUMNS])
+    return int(cur.lastrowid or 0)
 
 
 def record_failure(path: Path, version: str, exit_code: int, message: str) -> None:
     """A run that ended without a verdict (bad input, broken environment) is kept too."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with closing(_db(path)) as conn, conn:
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-        conn.execute("INSERT INTO runs (version, finished, exit_code, verdict, error) "
-                     "VALUES (?,?,?,?,?)", (version, now, exit_code, "error", message))
+        _insert(conn, {"version": version, "finished": now, "exit_code": exit_code,
+                       "verdict": None, "error": message})
 
 
-def latest_runs(path: Path) -> list[dict[str, Any]]:
-    """The newest run of each version, newest version first."""
+def _runs(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with closing(_db(path)) as conn:
         conn.row_factory = sqlite3.Row
-        rows = [dict(r) for r in conn.execute(
-            "SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY version)")]
-        for r in rows:
+        runs = [dict(r) for r in conn.execute("SELECT * FROM runs")]
+        for r in runs:
             r["artifacts"] = [dict(a) for a in conn.execute(
                 "SELECT name, verdict, published_sha256 FROM artifacts WHERE run_id = ? "
                 "ORDER BY name", (r["id"],))]
-    return sorted(rows, key=lambda r: _key(r["version"]), reverse=True)
+    return runs
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    runs: tuple[dict[str, Any], ...]  # newest first, by when they finished
+
+    @property
+    def decided(self) -> dict[str, Any] | None:
+        """The newest run that reached a verdict: what the release's status is."""
+        return next((r for r in self.runs if r["exit_code"] in DECIDED), None)
+
+    @property
+    def shown(self) -> dict[str, Any]:
+        return self.decided or self.runs[0]
+
+
+def releases(path: Path) -> list[Release]:
+    """Each real release with its runs, newest release first. A version that is no release
+    (malformed, or a tag that does not exist) is left out: it was bad input, not a result."""
+    by_version: dict[str, list[dict[str, Any]]] = {}
+    for run in _runs(path):
+        by_version.setdefault(run["version"], []).append(run)
+    out = []
+    for version, runs in by_version.items():
+        if _key(version) is None or all(r["exit_code"] == BAD_INPUT for r in runs):
+            continue
+        # The order of the histories merged must not decide which run is the latest.
+        runs.sort(key=lambda r: (r["finished"] or "", r["id"]), reverse=True)
+        out.append(Release(version, tuple(runs)))
+    return sorted(out, key=lambda r: _key(r.version) or (0,), reverse=True)
+
+
+def latest_runs(path: Path) -> list[dict[str, Any]]:
+    """The run that stands for each release, newest release first."""
+    return [r.shown for r in releases(path)]
 
 
 def merge(dest: Path, sources: list[Path]) -> int:
     """Copy the runs of other histories (e.g. one per CI job) into dest; returns how many
-    were new. A run already present (same version, start and finish) is not copied twice."""
+    were new. A run already present (same version, start, finish and exit) is not copied."""
     added = 0
     with closing(_db(dest)) as out, out:
         for src in sources:
+            if src.resolve() == dest.resolve():
+                continue
             with closing(_db(src)) as conn:
                 conn.row_factory = sqlite3.Row
                 for run in conn.execute("SELECT * FROM runs ORDER BY id"):
@@ -102,9 +172,9 @@ def merge(dest: Path, sources: list[Path]) -> int:
                         (run["version"], run["started"], run["finished"], run["exit_code"]))
                     if seen.fetchone():
                         continue
-                    cur = out.execute(INSERT_RUN, [run[k] for k in RUN_COLUMNS])
+                    run_id = _insert(out, dict(run))
                     out.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?)", [
-                        (cur.lastrowid, *a) for a in conn.execute(
+                        (run_id, *a) for a in conn.execute(
                             "SELECT name, verdict, published_sha256, rebuilt_sha256 "
                             "FROM artifacts WHERE run_id = ?", (run["id"],))])
                     added += 1
@@ -112,45 +182,105 @@ def merge(dest: Path, sources: list[Path]) -> int:
 
 
 def decided_versions(path: Path) -> set[str]:
-    return {r["version"] for r in latest_runs(path) if r["exit_code"] in DECIDED}
+    return {r.version for r in releases(path) if r.decided is not None}
 
 
-def _key(version: str) -> tuple[int, ...]:
+def _key(version: str) -> tuple[int, ...] | None:
     try:
         return parse_version(version).sort_key()
-    except BadVersion:  # a malformed version that was asked for is kept, sorted last
-        return (0,)
+    except BadVersion:
+        return None
 
 
-def write_site(history: Path, outdir: Path) -> Path:
-    """index.html of every verified release, with each run's own report copied beside it."""
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _publish(release: Release, dest: Path, outputs: list[Path]) -> list[str]:
+    """The shown run's documents (from the history) and, where its output directory is at
+    hand, its evidence and diffs, into dest; returns the names written."""
+    run = release.decided
+    if run is None:
+        return []
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (("report.json", run["report_json"]), ("report.html", run["report_html"]),
+                       ("statement.intoto.json", run["statement"])):
+        if text:
+            atomic_write(dest / name, text.encode("utf-8"))
+            written.append(name)
+    recorded = Path(run["report"]).parent if run["report"] else None
+    candidates = [*([recorded] if recorded else []), *(o / release.version for o in outputs)]
+    source = next((c for c in candidates if (c / "report.json").is_file()
+                   and _same_run(c / "report.json", run)), None)
+    if source is not None:
+        for name in BESIDE:
+            if (source / name).is_file() and not (source / name).is_symlink():
+                shutil.copyfile(source / name, dest / name)
+                written.append(name)
+        for sub in BESIDE_DIRS:
+            if (source / sub).is_dir() and not (source / sub).is_symlink():
+                shutil.copytree(source / sub, dest / sub, symlinks=True, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(".*", "*.log"))
+                written.append(sub + "/")
+    return written
+
+
+def _same_run(report: Path, run: dict[str, Any]) -> bool:
+    """An output directory belongs to the run only if its report says so."""
+    try:
+        data = json.loads(report.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("started") == run["started"] and data.get("version") == run["version"])
+
+
+def _row(release: Release, published: list[str]) -> str:
+    run = release.shown
+    v = _e(release.version)
+    link = f"<a href='{v}/report.html'>{v}</a>" if "report.html" in published else v
+    tools = json.loads(run["toolchain"]) if run["toolchain"] else {}
+    toolchain = ", ".join(f"{k} {v}" for k, v in tools.items()
+                          if k in ("tar", "gzip", "xz", "blurb"))
+    arts = "<br>".join(f"{_e(a['name'])} {badge(a['verdict'])}" for a in run["artifacts"])
+    if release.decided is None:
+        arts = f"<span class='muted'>no verdict yet: {_e(run['error'] or '')}</span>"
+    files = " · ".join(f"<a href='{v}/{_e(n)}'>{_e(n.rstrip('/'))}</a>"
+                       for n in published if n != "report.html")
+    verified = _e(run["finished"] or "") if release.decided is not None else "—"
+    earlier = "".join(
+        f"<li>{_e((r['finished'] or '')[:16])} {badge(r['verdict']) if r['verdict'] else ''}"
+        f" exit {_e(r['exit_code'])}{': ' + _e(r['error']) if r['error'] else ''}</li>"
+        for r in release.runs[:10])
+    more = f"<li>… {len(release.runs) - 10} more</li>" if len(release.runs) > 10 else ""
+    return (f"<tr><td>{link}</td><td>{badge(run['verdict'] or 'error')}</td><td>{arts}</td>"
+            f"<td>{badge(run['signatures'])}</td><td>{badge(run['generated'])}</td>"
+            f"<td>{verified}</td><td class='small'>{_e(toolchain)}<br>{files}</td>"
+            f"<td class='small'><details><summary>{len(release.runs)} run(s)</summary>"
+            f"<ul>{earlier}{more}</ul></details></td></tr>")
+
+
+def write_site(history: Path, outdir: Path, outputs: list[Path] | None = None) -> Path:
+    """index.html of every real release, each release's report, JSON, statement and (where
+    at hand) evidence in <version>/, and the history itself; all links relative."""
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for r in latest_runs(history):
-        link = html.escape(r["version"])
-        report = Path(r["report"]).with_name("report.html") if r["report"] else None
-        if report and report.is_file():
-            (outdir / r["version"]).mkdir(exist_ok=True)
-            shutil.copy(report, outdir / r["version"] / "report.html")
-            link = f"<a href='{html.escape(r['version'])}/report.html'>{link}</a>"
-        tools = json.loads(r["toolchain"]) if r["toolchain"] else {}
-        toolchain = ", ".join(f"{k} {v}" for k, v in tools.items()
-                              if k in ("tar", "gzip", "xz", "blurb"))
-        arts = "<br>".join(f"{html.escape(a['name'])} {badge(a['verdict'])}"
-                           for a in r["artifacts"]) or html.escape(r["error"] or "")
-        rows.append(f"<tr><td>{link}</td><td>{badge(r['verdict'])}</td><td>{arts}</td>"
-                    f"<td>{badge(r['signatures'])}</td><td>{badge(r['generated'])}</td>"
-                    f"<td>{html.escape(r['finished'] or '')}</td>"
-                    f"<td>{html.escape(toolchain)}</td></tr>")
+    found = releases(history)
+    rows = [_row(r, _publish(r, outdir / r.version, outputs or [])) for r in found]
+    if history.is_file():
+        shutil.copyfile(history, outdir / "history.sqlite")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>CPython source releases: rebuild status</title><style>{CSS}</style>"
-            "</head><body><h1>CPython source releases: rebuild status</h1>"
-            f"<p class='muted'>{len(rows)} release(s), newest first. Each was rebuilt from its "
-            "git tag in pinned containers and compared bit for bit with what python.org "
-            "publishes.</p><table><thead><tr><th>release</th><th>verdict</th>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>CPython source releases: rebuild status</title><style>{CSS}"
+            ".small{font-size:12px}</style></head><body>"
+            "<h1>CPython source releases: rebuild status</h1>"
+            f"<p class='muted'>{len(rows)} release(s), newest first; generated {_e(now)}. "
+            "Each was rebuilt from its git tag in pinned containers and compared bit for bit "
+            "with what python.org publishes. <a href='history.sqlite'>history.sqlite</a> "
+            "holds every run.</p><table><thead><tr><th>release</th><th>verdict</th>"
             "<th>artifacts</th><th>signatures</th><th>generated files</th><th>verified</th>"
-            f"<th>toolchain</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            "</body></html>\n")
+            f"<th>toolchain, files</th><th>runs</th></tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table></body></html>\n")
     index = outdir / "index.html"
     atomic_write(index, page.encode())
     return index
