@@ -261,19 +261,25 @@ class _UsageError(ReproError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Defaults a scheduled job can set once for every command (a mirror, a local clone).
+    remote = os.environ.get("CPYTHON_REPRO_REMOTE") or resolve.DEFAULT_REMOTE
+    base_url = os.environ.get("CPYTHON_REPRO_BASE_URL") or resolve.DEFAULT_BASE_URL
     p = _Parser(prog="cpython-repro", description=__doc__)
     p.add_argument("--version", action="version", version=f"cpython-repro {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("--cache-dir", help="default: $XDG_CACHE_HOME/cpython-repro")
-    common.add_argument("--recipes", help="recipes directory (default: the shipped recipes/)")
+    common.add_argument("--recipes", default=os.environ.get("CPYTHON_REPRO_RECIPES"),
+                        help="recipes directory (default: $CPYTHON_REPRO_RECIPES, else the "
+                             "shipped recipes/)")
     common.add_argument("-q", "--quiet", action="store_true", help="no terminal output")
     common.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("verify", parents=[common], help="rebuild a release and compare it")
     v.add_argument("version", help="e.g. 3.13.5, 3.14.0rc2")
-    v.add_argument("--remote", default=resolve.DEFAULT_REMOTE, help="git remote holding the tag")
-    v.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL,
+    v.add_argument("--remote", default=remote, help="git remote holding the tag (default: "
+                                                    "$CPYTHON_REPRO_REMOTE, else GitHub's)")
+    v.add_argument("--base-url", default=base_url,
                    help="where artifacts are published (python.org's /ftp/python layout)")
     v.add_argument("--published", action="append", metavar="PATH",
                    help="a local artifact (matched by content, e.g. Debian's .orig.tar.xz) or "
@@ -323,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("latest", "releases newer than the last verified one"),
                            ("matrix", "a GitHub Actions matrix of releases to verify")):
         m = sub.add_parser(name, parents=[common], help=helptext)
-        m.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL,
+        m.add_argument("--base-url", default=base_url,
                        help="python.org's /ftp/python listing")
         m.add_argument("--history", help="SQLite history (default as for verify)")
         if name == "matrix":
@@ -335,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge-history", parents=[common],
                            help="copy the runs of other histories into one")
     merge.add_argument("dest")
-    merge.add_argument("--history", action="append", required=True, metavar="SOURCE")
+    merge.add_argument("--history", action="append", default=[], metavar="SOURCE",
+                       help="a history to copy from, repeatable (none: dest is just created)")
     merge.set_defaults(func=cmd_merge_history)
 
     many = sub.add_parser("verify-many", parents=[common],
@@ -346,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--out-root", default="out")
     many.add_argument("--history", help="SQLite history (default as for verify)")
     many.add_argument("--remote")
-    many.add_argument("--base-url", default=resolve.DEFAULT_BASE_URL)
+    many.add_argument("--base-url", default=base_url)
     many.add_argument("--verify-option", action="append", default=[], metavar="OPT",
                       help="passed to each verify, e.g. --verify-option=--no-regen-check")
     many.set_defaults(func=cmd_verify_many)

@@ -28,15 +28,13 @@ from cpython_repro.dockerio import Docker
 from cpython_repro.images import ensure_autoconf, ensure_builder
 from cpython_repro.resolve import plan
 from tests.conftest import IN_CI, docker_or_skip, require
+from tests.fixtures import checkout as checkout_farm
 from tests.fixtures import realrelease
 from tests.fixtures.origs import CACHE, ORIGS
 from tests.fixtures.realrelease import RealRelease
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
-CHECKOUT = ("Makefile", "pyproject.toml", "README.md", "containers", "recipes", "src", "tests",
-            ".venv", ".stamps")
 THOMAS = "7169605F62C751356D054A26A821E680E5FA6305"
 
 
@@ -52,11 +50,8 @@ class Run:
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     docker_or_skip()
-    require((ROOT / ".stamps" / "venv").is_file(), "no .venv made by `make setup`")
-    where = tmp_path_factory.mktemp("checkout")
-    for name in CHECKOUT:
-        (where / name).symlink_to(ROOT / name)
-    yield where
+    require(checkout_farm.ready(), "no .venv made by `make setup`")
+    yield checkout_farm.make(tmp_path_factory.mktemp("checkout"))
 
 
 def images_for(release: RealRelease) -> None:
