@@ -873,10 +873,12 @@ def _verification_codes(doc: _Doc) -> list[ReleaseFinding]:
     (SPDX 2.3 §7.9). A code that does not match its files is a checksum that lies."""
     sha1s: dict[str, list[bytes]] = {p.spdx_id: [] for p in doc.packages
                                      if p.verification_code}
-    files = {f.spdx_id: f for f in doc.files}
-    for element, kind, related in doc.relationships:
-        if kind == "CONTAINS" and element in sha1s and related in files:
-            sha1s[element].append(files[related].checksums.get("SHA1", "").encode())
+    # By file entry, as release-tools counts: two files with one SPDXID both count.
+    owner = {related: element for element, kind, related in doc.relationships
+             if kind == "CONTAINS" and element in sha1s}
+    for f in doc.files:
+        if f.spdx_id in owner:
+            sha1s[owner[f.spdx_id]].append(f.checksums.get("SHA1", "").encode())
     out = []
     for p in doc.packages:
         if p.spdx_id in sha1s:
