@@ -525,9 +525,8 @@ def _check_tree(tree: _Tree, recipe: SbomRecipe) -> _TreeResult:
     if TREE_SBOM not in tree.files:
         return _TreeResult("absent", "no SBOM in this release (no Misc/sbom.spdx.json)")
     try:
-        doc = _tree_doc(tree, TREE_SBOM, MAX_FILES)
-        externals = _tree_doc(tree, EXTERNALS_SBOM, MAX_FILES) \
-            if EXTERNALS_SBOM in tree.files else None
+        doc = _tree_doc(tree, TREE_SBOM)
+        externals = _tree_doc(tree, EXTERNALS_SBOM) if EXTERNALS_SBOM in tree.files else None
     except Malformed as exc:
         return _TreeResult("error", str(exc))
     out = _TreeResult("match", doc=doc)
@@ -543,14 +542,14 @@ def _check_tree(tree: _Tree, recipe: SbomRecipe) -> _TreeResult:
     return out
 
 
-def _tree_doc(tree: _Tree, path: str, max_files: int) -> _Doc:
+def _tree_doc(tree: _Tree, path: str) -> _Doc:
     if path in tree.oversized:
         raise Malformed(f"{path} is {tree.oversized[path]:,} bytes, more than "
                         f"{TREE_JSON_LIMIT:,}: refusing")
     if tree.files[path].kind != "file":
         raise Malformed(f"{path} is a {tree.files[path].kind}, not a file")
     raw = load_json(tree.captured[path], path, TREE_JSON_LIMIT)
-    return parse_doc(raw, path, max_files)
+    return parse_doc(raw, path, MAX_FILES)
 
 
 def _file_findings(doc: _Doc, tree: _Tree, recipe: SbomRecipe,
