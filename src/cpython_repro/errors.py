@@ -68,6 +68,10 @@ class ToolFailed(EnvironmentFailure):
     """An external command failed; stderr's tail is kept in the message."""
 
 
+class OutputError(EnvironmentFailure):
+    """A report or other output could not be written where asked; names that path."""
+
+
 class RebuildFailed(EnvironmentFailure):
     """The recipe's steps failed inside the container; the log is kept at log_path."""
 
