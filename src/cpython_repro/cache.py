@@ -68,12 +68,17 @@ class Cache:
         return self.root / "git" / (key(remote)[:24] + ".git")
 
     def lookup(self, url: str) -> tuple[Path, str] | None:
-        """The blob a URL was last downloaded to, if still whole, and its HTTP validator."""
+        """The blob a URL was last downloaded to, if still whole, and its HTTP validator
+        ("" when the blob may not be revalidated and reused)."""
         index = self.url_index(url)
         try:
             entry = json.loads(index.read_text())
             digest, validator = str(entry["sha256"]), str(entry.get("validator", ""))
             blob = self.blob(digest)
+            if entry.get("whole") is not True:
+                # Stored before downloads were checked whole (a resumed one could hold
+                # damaged bytes): kept, but never revalidated as current.
+                validator = ""
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             index.unlink(missing_ok=True)
             return None
@@ -100,6 +105,6 @@ class Cache:
         blob = self.blob(digest)
         blob.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(blob)
-        entry = {"sha256": digest, "validator": validator}
+        entry = {"sha256": digest, "validator": validator, "whole": True}
         atomic_write(self.url_index(url), json.dumps(entry).encode())
         return blob
