@@ -34,7 +34,7 @@ from cpython_repro.models import Comparison, Finding, Verdict
 MAX_FINDINGS = 200
 GROUP_AFTER = 5  # more than this many members with the same metadata change: one finding
 DIFF_BYTES = 8 << 20  # members up to this size are kept while read, to explain a difference
-KEEP_BUDGET = 64 << 20  # bytes held at once: unpaired members and changed ones to explain
+KEEP_BUDGET = 32 << 20  # bytes held at once: unpaired members and changed ones to explain
 
 CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("type", lambda m: m.type),
@@ -360,7 +360,7 @@ def _unexplained(common: list[str], pmap: dict[str, Member],
     no byte difference between the payloads goes without a finding."""
     getters = CONTENT_FIELDS + METADATA_FIELDS
     return [p for p in common if pmap[p].records != rmap[p].records
-            and pmap[p].header == rmap[p].header
+            and pmap[p].packed_header == rmap[p].packed_header
             and all(get(pmap[p]) == get(rmap[p]) for _, get in getters)]
 
 
@@ -489,10 +489,11 @@ def _header_encoding(common: list[str], pmap: dict[str, Member],
     getters = dict(fields["content"] + fields["metadata"])
     by_field: dict[str, list[tuple[str, str, str]]] = {}
     for path in common:
-        a, b = pmap[path], rmap[path]
-        if a.header == b.header:
+        if pmap[path].packed_header == rmap[path].packed_header:
             continue
-        differing = [f for f in HEADER_FIELDS if a.header[f[1]:f[2]] != b.header[f[1]:f[2]]]
+        a, b = pmap[path], rmap[path]
+        ha, hb = a.header, b.header
+        differing = [f for f in HEADER_FIELDS if ha[f[1]:f[2]] != hb[f[1]:f[2]]]
         for fname, lo, hi in differing:
             # The checksum follows from the other fields: named alone only (signed or
             # unsigned sum, or its spacing).
@@ -502,8 +503,7 @@ def _header_encoding(common: list[str], pmap: dict[str, Member],
             if parsed and getters[parsed](a) != getters[parsed](b):
                 continue
             by_field.setdefault(fname, []).append(
-                (path, repr(a.header[lo:hi].rstrip(b"\x00")),
-                 repr(b.header[lo:hi].rstrip(b"\x00"))))
+                (path, repr(ha[lo:hi].rstrip(b"\x00")), repr(hb[lo:hi].rstrip(b"\x00"))))
     out = []
     for fname, diffs in by_field.items():
         out += _grouped(f"header {fname} encoding", diffs, len(common))

@@ -39,7 +39,7 @@ META_LIMIT = 1 << 20  # one pax header or GNU long name: real ones are a few hun
 # a per-record overhead so that a megabyte of tiny records costs what it takes in memory.
 META_BUDGET = 16 << 20
 RECORD_COST = 160  # bytes a dict entry with two small strings takes
-MAX_MEMBERS = 100_000  # a CPython release has ~5,000
+MAX_MEMBERS = 50_000  # a CPython release has ~5,000; a member costs ~700 bytes kept
 MAX_SPARSE = 1 << 16  # map entries of one sparse member
 XZ_MEMLIMIT = 80 << 20  # xz -9 needs 65 MiB; a larger dictionary is a memory bomb
 ZSTD_WINDOW_LOG_MAX = 26  # 64 MiB; zstd --ultra -22 and --long use 128 MiB
@@ -91,10 +91,16 @@ class Member:
     format: str  # "ustar", "gnu", "pax" (ustar with a pax header) or "v7"
     pax: dict[str, str] = field(default_factory=dict)  # its own pax records, not global ones
     pax_name: str = ""  # the name field of the pax header block, e.g. "d/PaxHeaders/f"
-    header: bytes = field(default=b"", repr=False)  # the member's own 512-byte header
+    # The member's own 512-byte header, deflated: mostly NUL padding, and kept for every
+    # member (a tenth of the memory per member at the member cap).
+    packed_header: bytes = field(default=b"", repr=False)
     pax_global: str = ""  # the global pax records in force, as text; one string shared
     sparse: str = ""  # how a sparse member is stored: format, chunks, digest of the map
     records: str = ""  # digest of every non-data byte since the previous member's data
+
+    @property
+    def header(self) -> bytes:
+        return zlib.decompress(self.packed_header) if self.packed_header else b""
 
 
 @dataclass
@@ -607,7 +613,8 @@ class TarReader:
             devmajor=_num(block[329:337], "devmajor", start) if fmt != "v7" else 0,
             devminor=_num(block[337:345], "devminor", start) if fmt != "v7" else 0,
             format=fmt, pax={k: v for k, v in own.items() if k not in NAMING},
-            pax_name=pax_name, header=block, pax_global=self._global_text, sparse=sparse,
+            pax_name=pax_name, packed_header=zlib.compress(block, 1),
+            pax_global=self._global_text, sparse=sparse,
             records=self._aux.hexdigest()[:16],
         )
         self._aux, self._aux_size = hashlib.sha256(), 0
