@@ -382,3 +382,12 @@ def test_signed_checksums_are_read_and_named(tmp_path: Path) -> None:
     c = run(tmp_path, signed, unsigned)
     assert c.verdict == "same-content"
     assert "header chksum encoding" in fields(c)
+
+
+def test_regular_file_named_like_a_directory_with_data_is_refused(tmp_path: Path) -> None:
+    """GNU tar extracts it as a directory and reads its data as the next header."""
+    data = archive(member(f"{TOP}/d/", b"7 bytes"), member(OS_PY, b"import sys\n"))
+    assert "the dir at byte 0 declares 7 bytes of data" in error_of(tmp_path, data)
+    empty = archive(member(f"{TOP}/d/"), member(OS_PY, b"import sys\n"))
+    assert {m.path: m.type for m in read_listing(_write(tmp_path / "e.tar", empty)).members} \
+        == {f"{TOP}/d/": "dir", OS_PY: "file"}

@@ -558,8 +558,10 @@ class TarReader:
                                    "differ (tar implementations disagree on which applies)")
         name = sparse_name or path or longname or name
         flag = block[156:157]
-        if flag == b"\x00" and name.endswith("/"):
-            flag = b"5"  # an old-style directory
+        if flag in DATA_TYPES and name.endswith("/") and not own.get("GNU.sparse.major"):
+            # GNU tar extracts a regular file whose name ends in "/" as a directory (and
+            # reads no data for it); tarfile does so only for type NUL.
+            flag = b"5"
         text = rec("size")
         stored = size if text is None else _pax_int(text, "size", start)
         text = rec("mtime")
