@@ -13,10 +13,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from cpython_repro.cache import atomic_write
-from cpython_repro.errors import BadVersion
+from cpython_repro.errors import BadVersion, OutputError
+from cpython_repro.files import atomic_write, kind
 from cpython_repro.outputs import CSS, badge
 from cpython_repro.resolve import parse_version
+from cpython_repro.text import utf8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,6 +44,9 @@ def default_path() -> Path:
 
 
 def _db(path: Path) -> sqlite3.Connection:
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OutputError(f"cannot write {path}: it is {kind(os.lstat(path).st_mode)}, not a "
+                          "regular file; left as it is")
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=60)  # parallel verifies wait for each other
     conn.executescript(SCHEMA)
@@ -57,7 +61,7 @@ def record(path: Path, data: dict[str, Any], report: Path) -> None:
             (data["version"], data["started"], data["finished"], data["verdict"],
              data["exit_code"], data["signatures"]["status"], data["generated_files"]["status"],
              data["recipe"]["name"], data["source"]["commit"], json.dumps(data["toolchain"]),
-             str(report)))
+             utf8(str(report))))
         conn.executemany(
             "INSERT INTO artifacts VALUES (?,?,?,?,?)",
             [(cur.lastrowid, a["name"], a["verdict"], a["published"]["sha256"],
@@ -69,7 +73,7 @@ def record_failure(path: Path, version: str, exit_code: int, message: str) -> No
     with closing(_db(path)) as conn, conn:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         conn.execute("INSERT INTO runs (version, finished, exit_code, verdict, error) "
-                     "VALUES (?,?,?,?,?)", (version, now, exit_code, "error", message))
+                     "VALUES (?,?,?,?,?)", (utf8(version), now, exit_code, "error", message))
 
 
 def latest_runs(path: Path) -> list[dict[str, Any]]:

@@ -227,3 +227,22 @@ def test_evidence_bundle_is_not_written_through_a_symlink(tmp_path: Path) -> Non
 
     with pyzstd.ZstdFile(made) as raw, tarfile.open(fileobj=raw) as tar:
         assert tar.getnames() == ["evidence/report.json"]
+
+
+def test_a_bad_version_that_is_not_utf8_is_recorded_and_shown_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    version = b"3.13.\xff\n\x1b[2J".decode("utf-8", "surrogateescape")
+    code = cli.main(["verify", version, "--history", str(tmp_path / "h.sqlite"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert_clean_terminal(err)
+
+
+def test_history_is_not_written_through_a_symlink(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "h.sqlite").symlink_to(victim)
+    code = cli.main(["verify", "3.13", "--history", str(tmp_path / "h.sqlite"), "-q"])
+    assert code == 3 and "it is a symlink" in capsys.readouterr().err
+    assert victim.read_text() == "precious\n"
