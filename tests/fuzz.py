@@ -1,5 +1,6 @@
-"""`make fuzz`: atheris (libFuzzer) on the archive readers, coverage-guided, seeded with
-small real archives. A crash is any exception other than ArchiveError. Prints the counts."""
+"""`make fuzz`: atheris (libFuzzer) on the archive readers and the comparison, coverage-
+guided, seeded with small real and crafted archives. A crash is any exception other than
+ArchiveError from the reader, or any exception from compare(). Prints the counts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
+    from cpython_repro.compare import compare
     from cpython_repro.compare.archive import read_listing
     from cpython_repro.errors import ArchiveError
 
@@ -59,6 +61,7 @@ def crafted_seeds() -> dict[str, bytes]:
 
 WORK = Path(tempfile.mkdtemp(prefix="cpython-repro-fuzz-"))
 TARGET = WORK / "input"
+REFERENCE = WORK / "reference.tar"
 COUNT = {"runs": 0, "listings": 0, "archive_errors": 0}
 
 
@@ -79,6 +82,8 @@ def one(data: bytes) -> None:
         COUNT["listings"] += 1
     except ArchiveError:
         COUNT["archive_errors"] += 1
+    # The findings on whatever was read: a verdict, whatever the input (never an exception).
+    compare("x", TARGET, REFERENCE, limit=8 << 20)
     if COUNT["runs"] % 10000 == 0:  # libFuzzer exits from C: no finally runs at the end
         report()
 
@@ -86,6 +91,7 @@ def one(data: bytes) -> None:
 def main() -> None:
     corpus = WORK / "corpus"
     corpus.mkdir()
+    REFERENCE.write_bytes(clean())
     for kind, data in {**SAMPLES, **crafted_seeds()}.items():
         (corpus / kind).write_bytes(data)
     atheris.Setup([sys.argv[0], *sys.argv[1:], str(corpus)], one)

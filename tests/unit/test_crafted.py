@@ -391,3 +391,16 @@ def test_regular_file_named_like_a_directory_with_data_is_refused(tmp_path: Path
     empty = archive(member(f"{TOP}/d/"), member(OS_PY, b"import sys\n"))
     assert {m.path: m.type for m in read_listing(_write(tmp_path / "e.tar", empty)).members} \
         == {f"{TOP}/d/": "dir", OS_PY: "file"}
+
+
+def test_paths_longer_than_path_max_are_named_and_cheap(tmp_path: Path) -> None:
+    import time
+
+    deep = f"{TOP}/" + "/".join(["d"] * 200_000)
+    started = time.monotonic()
+    c = run(tmp_path, archive(member(f"{TOP}/s", typeflag=b"2", linkname="."),
+                              pax([("path", deep)]) + member("x", b"x"),
+                              member(OS_PY, b"import sys\n"), member(README, b"This is Python\n")))
+    assert time.monotonic() - started < 10
+    hazards = {f.path: f.explanation for f in c.findings if f.field == "hazard"}
+    assert "longer than 4096 bytes" in hazards[deep]

@@ -71,6 +71,7 @@ def utc_time(t: float) -> str:
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SHOWN = 200  # characters of a member-supplied string quoted in a finding
+PATH_MAX = 4096  # Linux's: a longer path or link target is not extracted as named
 
 
 def _show(text: str) -> str:
@@ -399,6 +400,8 @@ class _Tree:
 
     def place(self, m: Member) -> str | None:
         """Where the member lands (None: outside); a symlink is recorded there."""
+        if len(m.path) > PATH_MAX:
+            return None
         parts = m.path.split("/")
         parent = self.resolve(parts[:-1], True)
         if parent is None:
@@ -416,6 +419,9 @@ def hazard(m: Member, tree: _Tree, final: _Tree, earlier: set[str]) -> str:
     tree: the symlinks made before it; final: all of them, as a later reader of the tree
     follows them; earlier: where the members before it landed."""
     path, link = _show(m.path), _show(m.linkname)
+    if max(len(m.path), len(m.linkname)) > PATH_MAX:
+        # No extractor opens it as named, and resolving it would cost its length squared.
+        return f"its path or link target is longer than {PATH_MAX} bytes"
     parts = m.path.split("/")
     if m.path.startswith("/") or ".." in parts:
         return f"its path {path!r} escapes the archive root"

@@ -693,11 +693,13 @@ class TarReader:
     def _map_in_data(self, real: int, where: str) -> list[tuple[int, int]]:
         """GNU sparse 1.0: decimal numbers, one a line, at the start of the data, padded to
         whole blocks: the count, then offset and size of each chunk."""
-        text = b""
+        text = bytearray()
+        pos = 0  # an index, not slices: a megabyte map is parsed in linear time
         numbers: list[int] = []
         want = 1
         while len(numbers) < want:
-            if b"\n" not in text:
+            end = text.find(b"\n", pos)
+            if end < 0:
                 if len(text) > META_LIMIT:
                     raise ArchiveError(f"{where}: sparse map over {META_LIMIT} bytes")
                 block = self._block()
@@ -706,7 +708,7 @@ class TarReader:
                 self._charge(BLOCK)
                 text += block
                 continue
-            line, text = text.split(b"\n", 1)
+            line, pos = bytes(text[pos:end]), end + 1
             if not line.isdigit() or len(line) > 19:
                 raise ArchiveError(f"{where}: malformed sparse map number {line[:20]!r}")
             numbers.append(int(line))
