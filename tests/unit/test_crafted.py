@@ -404,3 +404,12 @@ def test_paths_longer_than_path_max_are_named_and_cheap(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     hazards = {f.path: f.explanation for f in c.findings if f.field == "hazard"}
     assert "longer than 4096 bytes" in hazards[deep]
+
+
+def test_paths_that_land_on_one_file_are_duplicates(tmp_path: Path) -> None:
+    c = run(tmp_path, archive(member(OS_PY, b"import sys\n"),
+                              member(f"{TOP}//Lib/./os.py", b"import evil\n"),
+                              member(README, b"This is Python\n")))
+    dup = {f.path: f.explanation for f in c.findings if f.field == "duplicate"}
+    assert f"(as {OS_PY})" in dup[f"{TOP}//Lib/./os.py"]
+    assert c.verdict == "content-differs"

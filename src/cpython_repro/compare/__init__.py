@@ -465,11 +465,15 @@ def _hazards(members: list[Member], rebuilt: dict[str, Member]) -> list[Finding]
 
 def _by_path(members: Iterable[Member], out: list[Finding], side: str) -> dict[str, Member]:
     seen: dict[str, Member] = {}
+    lands: dict[str, str] = {}  # "a//b", "./a/b" and "a/b/" are one file once extracted
     for m in members:
-        if m.path in seen:
+        where = "/".join(p for p in m.path.split("/") if p not in ("", "."))
+        first = lands.setdefault(where, m.path)
+        if m.path in seen or first != m.path:
+            also = "" if first == m.path else f" (as {_show(first)})"
             out.append(Finding("content", m.path, "duplicate", side, "",
                                f"{_show(m.path)}: appears more than once in the {side} "
-                               "artifact"))
+                               f"artifact{also}"))
         seen[m.path] = m
     return seen
 
