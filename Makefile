@@ -49,7 +49,8 @@ bench: setup images
 FUZZ_RUNS ?= 200000
 fuzz: setup
 	$(BIN)/pip install --quiet atheris
-	$(BIN)/python -m tests.fuzz -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1
+	$(BIN)/python -m tests.fuzz -runs=$(FUZZ_RUNS) -max_len=16384 -rss_limit_mb=300 -timeout=30 \
+	  -print_final_stats=1
 
 lint: setup
 	$(BIN)/ruff check src tests

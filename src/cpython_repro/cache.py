@@ -1,6 +1,7 @@
 """The cache: content-addressed blobs, a URL index, bare git repositories, all shared safely.
 
-Every final file appears by rename, so a reader sees a whole file or none. Writers of the
+Every final file appears whole (files.atomic_write, or a rename), so a reader sees a whole
+file or none. Writers of the
 same entry serialise on an flock; concurrent runs simply wait for each other.
 """
 
@@ -11,12 +12,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-HASH_CHUNK = 1 << 20
+from cpython_repro.files import atomic_write as atomic_write  # cache entries are outputs too
 
 
 def default_root() -> Path:
@@ -25,11 +26,8 @@ def default_root() -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def key(text: str) -> str:
@@ -47,25 +45,13 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class Cache:
     root: Path
 
     def blob(self, digest: str) -> Path:
+        if not re.fullmatch("[0-9a-f]{64}", digest):  # it names a path: never a traversal
+            raise ValueError(f"not a sha256 digest: {digest[:80]!r}")
         return self.root / "blobs" / "sha256" / digest[:2] / digest
 
     def partial(self, url: str) -> Path:
@@ -82,15 +68,20 @@ class Cache:
         return self.root / "git" / (key(remote)[:24] + ".git")
 
     def lookup(self, url: str) -> tuple[Path, str] | None:
-        """The blob a URL was last downloaded to, if still whole, and its HTTP validator."""
+        """The blob a URL was last downloaded to, if still whole, and its HTTP validator
+        ("" when the blob may not be revalidated and reused)."""
         index = self.url_index(url)
         try:
             entry = json.loads(index.read_text())
             digest, validator = str(entry["sha256"]), str(entry.get("validator", ""))
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            blob = self.blob(digest)
+            if entry.get("whole") is not True:
+                # Stored before downloads were checked whole (a resumed one could hold
+                # damaged bytes): kept, but never revalidated as current.
+                validator = ""
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             index.unlink(missing_ok=True)
             return None
-        blob = self.blob(digest)
         if blob.is_file() and sha256_file(blob) == digest:
             return blob, validator
         # A corrupted or vanished entry is dropped, never used.
@@ -98,10 +89,22 @@ class Cache:
         index.unlink(missing_ok=True)
         return None
 
+    def forget(self, url: str) -> None:
+        """Drops what a URL was downloaded to, after a use of it failed: never reused."""
+        with locked(self.lock("url-" + key(url))):
+            index = self.url_index(url)
+            try:
+                blob: Path | None = self.blob(str(json.loads(index.read_text())["sha256"]))
+            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                blob = None
+            index.unlink(missing_ok=True)
+            if blob is not None:
+                blob.unlink(missing_ok=True)
+
     def store(self, url: str, tmp: Path, digest: str, validator: str) -> Path:
         blob = self.blob(digest)
         blob.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(blob)
-        entry = {"sha256": digest, "validator": validator}
+        entry = {"sha256": digest, "validator": validator, "whole": True}
         atomic_write(self.url_index(url), json.dumps(entry).encode())
         return blob

@@ -18,8 +18,10 @@ from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
 from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
 from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
+from cpython_repro.files import regular_input
 from cpython_repro.models import Limits, Step, Version
-from cpython_repro.report import comparison_json, to_json, write_json
+from cpython_repro.report import VerifyReport, comparison_json, to_json, write_json
+from cpython_repro.text import one_line
 
 
 def _interactive(quiet: bool) -> bool:
@@ -86,15 +88,15 @@ def _verify(args: argparse.Namespace) -> int:
     plan = resolve.plan(
         args.version, recipes_dir=_abs(args.recipes) if args.recipes else None,
         remote=args.remote, base_url=args.base_url,
-        local_published=[_abs(p) for p in args.published or ()],
+        local_published=[regular_input(_abs(p), "--published") for p in args.published or ()],
     )
     cache = _cache(args)
     fetcher = Fetcher(cache, max_bytes=args.max_download, offline=args.offline,
                       progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
     outdir = _abs(args.out or Path("out") / plan.version.text)
     known = _abs(args.known_digests) if args.known_digests else None
-    if known is not None and not known.is_file():
-        raise InputError(f"--known-digests {known}: no such file")
+    if known is not None:
+        regular_input(known, "--known-digests")
     report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout),
                       step=_step_display(args.quiet),
                       adoption=not args.no_adopt,
@@ -103,17 +105,44 @@ def _verify(args: argparse.Namespace) -> int:
                       rekor_url=args.rekor_url
                       or (resolve.DEFAULT_REKOR if args.online_sigstore else ""),
                       regen_check=not args.no_regen_check).run(plan, outdir)
+    _forget_failed(cache, report)
     data = to_json(report)
     json_path = _abs(args.json) if args.json else outdir / "report.json"
-    write_json(data, json_path)
-    written = outputs.write_all(data, outdir, sign=args.sign)
+    # The verdict is shown whatever happens to the files; a failed write is raised after.
+    failures: list[ReproError] = []
+    written: dict[str, str] = {}
+    report_path = f"{json_path} (not written)"
+    try:
+        write_json(data, json_path)
+        report_path = str(json_path)
+    except ReproError as exc:
+        failures.append(exc)
+    try:
+        written = outputs.write_all(data, outdir, sign=args.sign)
+    except ReproError as exc:
+        failures.append(exc)
     history.record(_history(args), data, json_path, outdir)
     if not args.quiet:
         from cpython_repro import console  # rich costs a tenth of a second to import
 
         out = console.console()
-        console.show_verify(out, data, str(json_path), written)
+        console.show_verify(out, data, report_path, written)
+    if failures:
+        raise failures[0]
     return report.exit_code
+
+
+def _forget_failed(cache: Cache, report: VerifyReport) -> None:
+    """A downloaded artifact that could not be read, differs in content or failed its
+    signature check is dropped from the cache with its signature files: the next run
+    downloads them again instead of reusing a damaged copy."""
+    failed = {c.artifact for c in report.comparisons
+              if c.verdict in ("error", "content-differs")}
+    failed |= {c.artifact for c in report.signatures if c.status == "failed"}
+    for p in report.published:
+        if p.name in failed and p.origin.startswith(("http://", "https://")):
+            for suffix in ("", ".asc", ".sigstore", ".sig", ".crt"):
+                cache.forget(p.origin + suffix)
 
 
 def cmd_site(args: argparse.Namespace) -> int:
@@ -181,7 +210,7 @@ def cmd_verify_many(args: argparse.Namespace) -> int:
     def show(o: schedule.Outcome) -> None:
         if not args.quiet:
             state = "skipped (already verified)" if o.exit_code is None else f"exit {o.exit_code}"
-            last = f": {o.detail.splitlines()[-1]}" if o.detail else ""
+            last = f": {one_line(o.detail.splitlines()[-1])}" if o.detail.strip() else ""
             print(f"{o.version}: {state}{last}", flush=True)
 
     outcomes = schedule.run_many(args.versions, args.jobs, _abs(args.out_root),
@@ -191,19 +220,17 @@ def cmd_verify_many(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    for p in (args.published, args.rebuilt):
-        if not Path(p).is_file():
-            raise InputError(f"no such file: {p}")
+    published, rebuilt = (regular_input(_abs(p)) for p in (args.published, args.rebuilt))
     diff_dir = _abs(args.diff_dir) if args.diff_dir else None
-    published, rebuilt = _abs(args.published), _abs(args.rebuilt)
-    result = compare(published.name, published, rebuilt, diff_dir=diff_dir, report_dir=diff_dir)
+    result = compare(published.name, published, rebuilt, diff_dir=diff_dir,
+                     report_dir=diff_dir)
     data = comparison_json(result)
-    if args.json:
-        write_json(data, _abs(args.json))
     if not args.quiet:
         from cpython_repro import console
 
         console.show_comparisons(console.console(), [data])
+    if args.json:
+        write_json(data, _abs(args.json))  # after the verdict: a failed write is named
     return 0 if result.verdict == "identical" else 1
 
 
@@ -248,7 +275,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"cpython-repro: error: {message}", file=sys.stderr)
+    # Messages quote member and file names: one line, no terminal controls.
+    print(f"cpython-repro: error: {one_line(message)}", file=sys.stderr)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,9 @@
-"""The terminal presenter: the only module that imports rich."""
+"""The terminal presenter: the only module that imports rich.
+
+Every value shown comes from the report and may quote an archive (member names, link
+targets, header fields, error messages): each one goes through _s, which makes it one line
+without terminal controls and escapes rich markup; emoji codes are not interpreted.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cpython_repro.text import one_line
+
 STYLE = {
     "identical": "bold green", "identical-after-adoption": "green", "same-content": "yellow",
     "content-differs": "bold red", "error": "bold red",
@@ -19,7 +26,11 @@ SHOWN_FINDINGS = 12
 
 
 def console(quiet: bool = False) -> Console:
-    return Console(stderr=False, quiet=quiet, highlight=False, soft_wrap=True)
+    return Console(stderr=False, quiet=quiet, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _s(value: object) -> str:
+    return escape(one_line(str(value)))
 
 
 def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
@@ -30,29 +41,29 @@ def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
     table.add_column("rebuilt sha256 / size")
     for a in artifacts:
         table.add_row(
-            a["name"], f"[{STYLE[a['verdict']]}]{a['verdict']}[/]",
+            _s(a["name"]), f"[{STYLE[a['verdict']]}]{_s(a['verdict'])}[/]",
             f"{a['published']['sha256'][:16]}…  {a['published']['size']:,}",
             f"{a['rebuilt']['sha256'][:16]}…  {a['rebuilt']['size']:,}",
         )
     out.print(table)
     for a in artifacts:
         if a.get("error"):
-            out.print(f"[bold red]{a['name']}[/]: {a['error']}")
+            out.print(f"[bold red]{_s(a['name'])}[/]: {_s(a['error'])}")
         _show_adoption(out, a)
         findings = a["findings"]
         if not findings:
             continue
-        out.print(f"[bold]{a['name']}[/] — {a['findings_total']} finding(s):")
+        out.print(f"[bold]{_s(a['name'])}[/] — {a['findings_total']} finding(s):")
         for f in findings[:SHOWN_FINDINGS]:
             mark = "[red]✗[/]" if f["kind"] == "content" else "[yellow]~[/]"
-            out.print(f"  {mark} {f['kind']}: {escape(f['explanation'])}")
+            out.print(f"  {mark} {_s(f['kind'])}: {_s(f['explanation'])}")
         if a["findings_total"] > SHOWN_FINDINGS:
             out.print(f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
         d = a.get("diffoscope")
         if d:
             where = f": {d['text']}, {d['html']}" if d["text"] else ""
-            out.print(f"  diffoscope on {len(d['members'])} member(s): {escape(d['status'])}"
-                      f"{escape(where)}")
+            out.print(f"  diffoscope on {len(d['members'])} member(s): {_s(d['status'])}"
+                      f"{_s(where)}")
 
 
 def _show_adoption(out: Console, a: dict[str, Any]) -> None:
@@ -60,80 +71,82 @@ def _show_adoption(out: Console, a: dict[str, Any]) -> None:
     if not adoption:
         return
     if adoption["identical"]:
-        out.print(f"[bold]{a['name']}[/]: the published bytes, once these were adopted from it:")
+        out.print(f"[bold]{_s(a['name'])}[/]: the published bytes, once these were adopted "
+                  "from it:")
     else:
-        out.print(f"[bold]{a['name']}[/]: adoption did not give the published bytes "
-                  f"({escape(adoption['detail'])})")
+        out.print(f"[bold]{_s(a['name'])}[/]: adoption did not give the published bytes "
+                  f"({_s(adoption['detail'])})")
     for f in adoption["fields"]:
-        out.print(f"  [cyan]adopted[/] {f['field']}: {escape(f['value'])}")
+        out.print(f"  [cyan]adopted[/] {_s(f['field'])}: {_s(f['value'])}")
 
 
 def show_verify(out: Console, data: dict[str, Any], report_path: str,
                 written: dict[str, str] | None = None) -> None:
     src = data["source"]
-    out.print(f"[bold]CPython {data['version']}[/]  tag {src['tag']} → commit "
-              f"{src['commit'][:12]} ({src['commit_time']})  recipe {data['recipe']['name']}")
+    out.print(f"[bold]CPython {_s(data['version'])}[/]  tag {_s(src['tag'])} → commit "
+              f"{_s(src['commit'][:12])} ({_s(src['commit_time'])})  recipe "
+              f"{_s(data['recipe']['name'])}")
     tools = data["toolchain"]
-    out.print("toolchain: " + ", ".join(f"{k} {v}" for k, v in tools.items()
+    out.print("toolchain: " + ", ".join(f"{_s(k)} {_s(v)}" for k, v in tools.items()
                                         if k not in ("image", "image_id")))
     for m in data["toolchain_mismatches"]:
-        out.print(f"[yellow]toolchain:[/] {m}")
+        out.print(f"[yellow]toolchain:[/] {_s(m)}")
     show_comparisons(out, data["artifacts"])
     gen = data["generated_files"]
     gstyle = {"match": "green", "skipped": "yellow"}.get(gen["status"], "bold red")
-    out.print(f"generated files: [{gstyle}]{gen['status']}[/]"
-              + (f" ({escape(' '.join(gen['command']))} in {gen['image']})" if gen["image"]
-                 else "") + (f": {escape(gen['detail'])}" if gen["detail"] else ""))
+    out.print(f"generated files: [{gstyle}]{_s(gen['status'])}[/]"
+              + (f" ({_s(' '.join(gen['command']))} in {_s(gen['image'])})" if gen["image"]
+                 else "") + (f": {_s(gen['detail'])}" if gen["detail"] else ""))
     for m in gen["tool_mismatches"]:
-        out.print(f"  [yellow]~[/] {escape(m)}")
+        out.print(f"  [yellow]~[/] {_s(m)}")
     for f in gen["files"]:
         if f["status"] != "same":
-            out.print(f"  [red]✗[/] {escape(f['explanation'])}")
+            out.print(f"  [red]✗[/] {_s(f['explanation'])}")
     sigs = data["signatures"]
     style = {"verified": "green", "failed": "bold red"}.get(sigs["status"], "yellow")
-    out.print(f"signatures: [{style}]{sigs['status']}[/]")
+    out.print(f"signatures: [{style}]{_s(sigs['status'])}[/]")
     for c in sigs["checks"]:
         mark = {"verified": "[green]✓[/]", "failed": "[red]✗[/]"}.get(c["status"], "[yellow]~[/]")
-        who = f" by {escape(c['signer'])}" if c["signer"] else ""
-        when = f" at {c['signed_at']}" if c["signed_at"] else ""
-        out.print(f"  {mark} {c['artifact']} {c['kind']}: {c['status']}{who}{when}: "
-                  f"{escape(c['detail'])}")
+        who = f" by {_s(c['signer'])}" if c["signer"] else ""
+        when = f" at {_s(c['signed_at'])}" if c["signed_at"] else ""
+        out.print(f"  {mark} {_s(c['artifact'])} {_s(c['kind'])}: {_s(c['status'])}{who}"
+                  f"{when}: {_s(c['detail'])}")
     for n in data.get("not_checked", []):
-        out.print(f"[yellow]not checked:[/] {escape(n['artifact'])}: {escape(n['reason'])}")
+        out.print(f"[yellow]not checked:[/] {_s(n['artifact'])}: {_s(n['reason'])}")
     for a in data["artifacts"]:
         if a.get("origin_note"):
-            out.print(f"[yellow]note:[/] {escape(a['name'])}: {escape(a['origin_note'])}")
+            out.print(f"[yellow]note:[/] {_s(a['name'])}: {_s(a['origin_note'])}")
     show_outputs(out, written or {})
     style = STYLE[data["verdict"]]
-    out.print(f"verdict: [{style}]{data['verdict']}[/]  exit {data['exit_code']}  "
-              f"report: {escape(report_path)}")
+    out.print(f"verdict: [{style}]{_s(data['verdict'])}[/]  exit {data['exit_code']}  "
+              f"report: {_s(report_path)}")
     # A non-zero exit explains itself: one line per reason, last on the screen.
     for reason in data.get("reasons", []):
-        out.print(f"[bold red]exit {data['exit_code']}:[/] {escape(reason)}")
+        out.print(f"[bold red]exit {data['exit_code']}:[/] {_s(reason)}")
 
 
 def show_doctor(out: Console, checks: list[Any]) -> None:
     mark = {"ok": "[green]✓[/]", "missing": "[bold red]✗[/]", "optional": "[yellow]~[/]"}
     for c in checks:
-        out.print(f"{mark[c.status]} {escape(c.name)}: {escape(c.found)}"
-                  + (f"  [dim]({escape(c.needed_for)})[/]" if c.needed_for else ""))
+        out.print(f"{mark[c.status]} {_s(c.name)}: {_s(c.found)}"
+                  + (f"  [dim]({_s(c.needed_for)})[/]" if c.needed_for else ""))
         if c.status != "ok" and c.fix:
-            out.print(f"    fix: {escape(c.fix)}")
+            out.print(f"    fix: {_s(c.fix)}")
     missing = [c.name for c in checks if c.status == "missing"]
-    out.print("all set" if not missing else f"missing: {', '.join(missing)}")
+    out.print("all set" if not missing else f"missing: {_s(', '.join(missing))}")
 
 
 def show_outputs(out: Console, written: dict[str, str]) -> None:
     for kind, path in written.items():
-        out.print(f"{kind}: {escape(path)}")
+        out.print(f"{_s(kind)}: {_s(path)}")
 
 
 @contextlib.contextmanager
 def step(text: str) -> Iterator[None]:
     """A spinner with elapsed time while a long step runs, then one line saying how long it
     took. Used only on an interactive terminal; elsewhere the run is quiet and plain."""
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, emoji=False)
     started = time.monotonic()
-    with err.status(f"{escape(text)}…"):
+    with err.status(f"{_s(text)}…"):
         yield
-    err.print(f"[green]✓[/] {escape(text)} ({time.monotonic() - started:.1f} s)")
+    err.print(f"[green]✓[/] {_s(text)} ({time.monotonic() - started:.1f} s)")

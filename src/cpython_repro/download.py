@@ -1,9 +1,19 @@
-"""The one module that speaks HTTP: resumable, size-limited downloads into the cache."""
+"""The one module that speaks HTTP: resumable, size-limited downloads into the cache.
+
+What is stored is what the server sent, whole. A download is resumed (Range, If-Range)
+only when the server states the whole file's sha256 (Repr-Digest, or Digest), and the
+resumed file is stored only when it has that digest: the partial bytes on disk are not
+trusted. Without a stated digest an interrupted download starts over.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import json
+import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -87,7 +97,7 @@ class Fetcher:
                 raise last or NetworkError(f"{url}: no attempt made")
             digest = sha256_file(part)
             size = part.stat().st_size
-            validator = _read_meta(part) or ""
+            validator = _read_meta(part).get("validator", "")
             _meta(part).unlink(missing_ok=True)
             blob = self.cache.store(url, part, digest, validator)
             return Downloaded(url, blob, digest, size, False)
@@ -114,13 +124,13 @@ class Fetcher:
 
     def _transfer(self, url: str, part: Path) -> None:
         have = part.stat().st_size if part.exists() else 0
-        validator = _read_meta(part) if have else None
+        meta = _read_meta(part) if have else {}
         headers = {"User-Agent": "cpython-repro/0.1"}
-        if have and validator:
+        if have and meta.get("validator") and meta.get("sha256"):
             headers["Range"] = f"bytes={have}-"
-            headers["If-Range"] = validator
+            headers["If-Range"] = meta["validator"]
         else:
-            have = 0
+            have = 0  # no digest to check a resumed file against: start over
         req = urllib.request.Request(url, headers=headers)  # noqa: S310 (http and https only, checked in fetch)
         try:
             resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310
@@ -139,6 +149,8 @@ class Fetcher:
         with resp:
             if resp.status == 200:
                 have = 0  # the server ignored our range or the file changed: full body
+            # A Repr-Digest is of the whole file, also in a 206; If-Range kept it the same.
+            want = _stated_sha256(resp.headers) or (meta.get("sha256", "") if have else "")
             length = resp.headers.get("Content-Length")
             expected = have + int(length) if length is not None else None
             if expected is not None and expected > self.max_bytes:
@@ -148,13 +160,15 @@ class Fetcher:
                 )
             validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
             if validator:
-                atomic_write(_meta(part), json.dumps({"validator": validator}).encode())
+                atomic_write(_meta(part), json.dumps({"validator": validator,
+                                                      "sha256": want}).encode())
             else:
                 _meta(part).unlink(missing_ok=True)
             bar = self.progress(url.rsplit("/", 1)[-1], expected, have)
             got = have
             try:
-                with part.open("r+b" if have else "wb") as out:
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out:
                     out.seek(have)
                     out.truncate()
                     while True:
@@ -175,6 +189,11 @@ class Fetcher:
                 bar.close()
             if expected is not None and got != expected:
                 raise DownloadIncomplete(f"{url}: truncated: got {got} of {expected} bytes")
+        if want and sha256_file(part) != want:
+            part.unlink(missing_ok=True)
+            _meta(part).unlink(missing_ok=True)
+            raise NetworkError(f"{url}: the {'resumed ' if have else ''}download does not "
+                               "have the sha256 the server states; starting over")
 
 
 class _Fatal(NetworkError):
@@ -189,8 +208,28 @@ def _meta(part: Path) -> Path:
     return part.with_suffix(".json")
 
 
-def _read_meta(part: Path) -> str | None:
+def _read_meta(part: Path) -> dict[str, str]:
     try:
-        return str(json.loads(_meta(part).read_text())["validator"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
+        entry = json.loads(_meta(part).read_text())
+        return {k: str(entry[k]) for k in ("validator", "sha256") if entry.get(k)}
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+_STATED = (("Repr-Digest", re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/]+=*):", re.I)),
+           ("Digest", re.compile(r"(?:^|,)\s*sha-256=([A-Za-z0-9+/]+=*)", re.I)))
+
+
+def _stated_sha256(headers: http.client.HTTPMessage) -> str:
+    """The whole file's sha256 as the server states it (RFC 9530 Repr-Digest, or RFC 3230
+    Digest), hex; "" when it states none."""
+    for name, pattern in _STATED:
+        for value in headers.get_all(name) or ():
+            m = pattern.search(value)
+            try:
+                raw = base64.b64decode(m[1], validate=True) if m else b""
+            except binascii.Error:
+                continue
+            if len(raw) == 32:
+                return raw.hex()
+    return ""

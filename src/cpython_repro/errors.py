@@ -5,6 +5,8 @@ A divergence is not an error: it is a verdict, carried as data in the report (ex
 
 from __future__ import annotations
 
+from cpython_repro.text import one_line
+
 
 class ReproError(Exception):
     """Base class. The message is one line naming the cause and, where known, the fix."""
@@ -17,7 +19,8 @@ class ReproError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        # Messages quote member and file names, which may hold newlines or ESC.
+        return one_line(f"{self.message} ({self.hint})" if self.hint else self.message)
 
 
 class InputError(ReproError):
@@ -74,6 +77,10 @@ class ToolMissing(EnvironmentFailure):
 
 class ToolFailed(EnvironmentFailure):
     """An external command failed; stderr's tail is kept in the message."""
+
+
+class OutputError(EnvironmentFailure):
+    """A report or other output could not be written where asked; names that path."""
 
 
 class RebuildFailed(EnvironmentFailure):

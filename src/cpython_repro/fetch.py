@@ -87,10 +87,10 @@ def _match_by_content(plan: Plan, path: Path) -> str:
     by its compression and the top directory of its first member, not by its name."""
     from cpython_repro.compare.archive import Payload, TarReader
     from cpython_repro.errors import ArchiveError
+    from cpython_repro.files import regular_input
 
-    if not path.is_file():
-        raise ArtifactNotFound(f"--published {path}: no such file")
-    payload = Payload(path)
+    # A directory or FIFO is named as such; the payload is read only up to the first member.
+    payload = Payload(regular_input(path, "--published"))
     try:
         first = TarReader(payload).next()
     except ArchiveError as exc:

@@ -9,17 +9,18 @@ import datetime as dt
 import html
 import json
 import os
-import shutil
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpython_repro.cache import atomic_write
-from cpython_repro.errors import BadVersion
+from cpython_repro import files
+from cpython_repro.errors import BadVersion, OutputError
+from cpython_repro.files import atomic_write, kind
 from cpython_repro.outputs import CSS, badge
 from cpython_repro.resolve import parse_version
+from cpython_repro.text import utf8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -50,6 +51,9 @@ def default_path() -> Path:
 
 
 def _db(path: Path) -> sqlite3.Connection:
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OutputError(f"cannot write {path}: it is {kind(os.lstat(path).st_mode)}, not a "
+                          "regular file; left as it is")
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=60)  # parallel verifies wait for each other
     conn.executescript(SCHEMA)
@@ -75,7 +79,7 @@ def record(path: Path, data: dict[str, Any], report: Path, outdir: Path) -> None
         "verdict": data["verdict"], "exit_code": data["exit_code"],
         "signatures": data["signatures"]["status"], "generated": data["generated_files"]["status"],
         "recipe": data["recipe"]["name"], "tag_commit": data["source"]["commit"],
-        "toolchain": json.dumps(data["toolchain"]), "report": str(outdir / "report.json"),
+        "toolchain": json.dumps(data["toolchain"]), "report": utf8(str(outdir / "report.json")),
         "error": None,
         "report_json": json.dumps(data), "report_html": _document(outdir / "report.html"),
         "statement": _document(outdir / "statement.intoto.json"),
@@ -102,7 +106,7 @@ def record_failure(path: Path, version: str, exit_code: int, message: str) -> No
     """A run that ended without a verdict (bad input, broken environment) is kept too."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with closing(_db(path)) as conn, conn:
-        _insert(conn, {"version": version, "finished": now, "exit_code": exit_code,
+        _insert(conn, {"version": utf8(version), "finished": now, "exit_code": exit_code,
                        "verdict": None, "error": message})
 
 
@@ -216,12 +220,11 @@ def _publish(release: Release, dest: Path, outputs: list[Path]) -> list[str]:
     if source is not None:
         for name in BESIDE:
             if (source / name).is_file() and not (source / name).is_symlink():
-                shutil.copyfile(source / name, dest / name)
+                files.copy(source / name, dest / name)
                 written.append(name)
         for sub in BESIDE_DIRS:
             if (source / sub).is_dir() and not (source / sub).is_symlink():
-                shutil.copytree(source / sub, dest / sub, symlinks=True, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(".*", "*.log"))
+                files.copy_tree(source / sub, dest / sub)
                 written.append(sub + "/")
     return written
 
@@ -267,7 +270,7 @@ def write_site(history: Path, outdir: Path, outputs: list[Path] | None = None) -
     found = releases(history)
     rows = [_row(r, _publish(r, outdir / r.version, outputs or [])) for r in found]
     if history.is_file():
-        shutil.copyfile(history, outdir / "history.sqlite")
+        files.copy(history, outdir / "history.sqlite")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

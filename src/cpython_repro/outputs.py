@@ -18,8 +18,8 @@ from typing import Any
 
 import pyzstd
 
-from cpython_repro.cache import atomic_write
 from cpython_repro.errors import EnvironmentFailure
+from cpython_repro.files import atomic_write, staged
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://github.com/cpython-repro/cpython-repro/verification/v1"
@@ -200,18 +200,13 @@ def evidence(report_dir: Path, dest: Path) -> Path:
     if total > EVIDENCE_LIMIT:
         raise EnvironmentFailure(f"evidence: {total} bytes under {report_dir} is over "
                                  f"{EVIDENCE_LIMIT}; not bundled")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
-        with pyzstd.ZstdFile(tmp, "w", level_or_option=10) as raw, \
-                tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for p in files:
-                info = tarfile.TarInfo(f"evidence/{p.relative_to(report_dir).as_posix()}")
-                info.size, info.mtime, info.mode = p.stat().st_size, 0, 0o644
-                with p.open("rb") as f:
-                    tar.addfile(info, f)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staged(dest) as out, pyzstd.ZstdFile(out, "w", level_or_option=10) as raw, \
+            tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for p in files:
+            info = tarfile.TarInfo(f"evidence/{p.relative_to(report_dir).as_posix()}")
+            info.size, info.mtime, info.mode = p.stat().st_size, 0, 0o644
+            with p.open("rb") as f:
+                tar.addfile(info, f)
     return dest
 
 

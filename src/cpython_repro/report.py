@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from cpython_repro import __version__
-from cpython_repro.cache import atomic_write
 from cpython_repro.errors import EXIT_DIVERGENCE, EXIT_OK
+from cpython_repro.files import atomic_write
 from cpython_repro.models import (
     PASSING,
     Comparison,
@@ -26,6 +26,7 @@ from cpython_repro.models import (
     Source,
 )
 from cpython_repro.signatures import artifact_status
+from cpython_repro.text import utf8
 
 SCHEMA = "cpython-repro/report/v1"
 VERDICT_ORDER = ("identical", "identical-after-adoption", "same-content", "content-differs",
@@ -105,7 +106,15 @@ def _generated_reasons(g: RegenCheck) -> list[str]:
 
 
 def comparison_json(c: Comparison) -> dict[str, Any]:
-    return {
+    """Strings quoted from archives are made UTF-8 (a byte that is not becomes \\xNN);
+    a finding's path that is not UTF-8 also keeps its exact bytes, in hex."""
+    findings = []
+    for f in c.findings:
+        entry = dataclasses.asdict(f)
+        if utf8(f.path) != f.path:
+            entry["path_bytes"] = f.path.encode("utf-8", "surrogateescape").hex()
+        findings.append(entry)
+    data: dict[str, Any] = _utf8({
         "name": c.artifact,
         "verdict": c.verdict,
         "published": {"sha256": c.published_sha256, "size": c.published_size},
@@ -113,7 +122,7 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "payload_identical": c.payload_identical,
         "members": {"published": c.members_published, "rebuilt": c.members_rebuilt},
         "compression": c.layer,
-        "findings": [dataclasses.asdict(f) for f in c.findings],
+        "findings": findings,
         "findings_total": c.findings_total,
         "error": c.error or None,
         "diffoscope": None if c.diffoscope is None else dataclasses.asdict(c.diffoscope),
@@ -123,7 +132,18 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
             "rebuilt_sha256": c.adoption.rebuilt_sha256 or None,
             "detail": c.adoption.detail or None,
         },
-    }
+    })
+    return data
+
+
+def _utf8(value: Any) -> Any:
+    if isinstance(value, str):
+        return utf8(value)
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utf8(v) for v in value]
+    return value
 
 
 def to_json(r: VerifyReport) -> dict[str, Any]:
@@ -135,7 +155,7 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
         entry["origin"] = pub.origin if pub else ""
         entry["origin_note"] = pub.note if pub and pub.note else None
         artifacts.append(entry)
-    return {
+    data: dict[str, Any] = _utf8({  # paths given on the command line too
         "schema": SCHEMA,
         "tool": {"name": "cpython-repro", "version": __version__},
         "started": r.started.isoformat(timespec="seconds"),
@@ -165,7 +185,8 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
         "verdict": r.verdict,
         "exit_code": r.exit_code,
         "reasons": r.reasons(),
-    }
+    })
+    return data
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:

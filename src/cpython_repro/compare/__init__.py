@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import posixpath
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -35,7 +34,7 @@ from cpython_repro.models import Comparison, Finding, Verdict
 MAX_FINDINGS = 200
 GROUP_AFTER = 5  # more than this many members with the same metadata change: one finding
 DIFF_BYTES = 8 << 20  # members up to this size are kept while read, to explain a difference
-KEEP_BUDGET = 64 << 20  # bytes held at once: unpaired members and changed ones to explain
+KEEP_BUDGET = 32 << 20  # bytes held at once: unpaired members and changed ones to explain
 
 CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("type", lambda m: m.type),
@@ -51,6 +50,8 @@ METADATA_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("header format", lambda m: m.format),
     ("pax headers", lambda m: ",".join(f"{k}={v}" for k, v in sorted(m.pax.items()))),
     ("pax header name", lambda m: m.pax_name),
+    ("global pax headers", lambda m: m.pax_global),
+    ("sparse storage", lambda m: m.sparse),
 )
 # Raw header fields whose value is already compared above, parsed; their encoding is
 # reported only where the parsed values agree.
@@ -61,7 +62,22 @@ _PARSED = {"mode": "mode", "uid": "owner", "gid": "group", "size": "content",
 
 
 def utc_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    """Any mtime a header can hold, also one before year 1 or after 9999 (as seconds)."""
+    try:
+        return (EPOCH + dt.timedelta(seconds=t)).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    except (OverflowError, ValueError):
+        return f"{t:.0f} s since 1970 (outside the calendar)"
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SHOWN = 200  # characters of a member-supplied string quoted in a finding
+PATH_MAX = 4096  # Linux's: a longer path or link target is not extracted as named
+
+
+def _show(text: str) -> str:
+    """A path, link target or record value as quoted in a finding: a megabyte-long pax
+    path is named by its start and length, not copied into every finding."""
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}…({len(text)} chars)"
 
 
 @dataclass
@@ -246,8 +262,10 @@ def _differing_bytes(findings: list[Finding],
 
 
 def _listing(side: _Side, payload: Payload) -> Listing:
+    r = side.reader
     return Listing(payload.kind, side.members, payload.hash.hexdigest(), payload.size,
-                   "+".join(sorted(side.reader.formats)) or "empty", side.reader.trailing)
+                   "+".join(sorted(r.formats)) or "empty", r.trailing, r.end_size,
+                   r.end_digest)
 
 
 def _compression_findings(pub: Listing, reb: Listing,
@@ -283,16 +301,26 @@ def _member_findings(pub: Listing, reb: Listing,
                                str(reb.trailing),
                                f"{listing.trailing} non-zero bytes after the end-of-archive "
                                f"marker of the {side} artifact, outside any member"))
+    if not out and (pub.end_size, pub.end_digest) != (reb.end_size, reb.end_digest):
+        # Zero blocks after the marker (another `tar -b`), or non-zero data padding of the
+        # last member: nothing is extracted from them, but they are bytes that differ.
+        out.append(Finding("metadata", "", "end of archive", str(pub.end_size),
+                           str(reb.end_size),
+                           f"end of archive: {pub.end_size} bytes after the last member's "
+                           f"data instead of {reb.end_size}"
+                           + (" (the same length, other bytes: non-zero padding)"
+                              if pub.end_size == reb.end_size else "")))
     pmap, rmap = _by_path(pub.members, out, "published"), _by_path(reb.members, out, "rebuilt")
     out += _hazards(pub.members, rmap)
     for path in sorted(set(pmap) - set(rmap)):
         m = pmap[path]
         out.append(Finding("content", path, "presence", "present", "absent",
-                           f"{path}: only in the published artifact ({m.type}, {m.size} bytes)"))
+                           f"{_show(path)}: only in the published artifact ({m.type}, "
+                           f"{m.size} bytes)"))
     for path in sorted(set(rmap) - set(pmap)):
         m = rmap[path]
         out.append(Finding("content", path, "presence", "absent", "present",
-                           f"{path}: missing from the published artifact ({m.type})"))
+                           f"{_show(path)}: missing from the published artifact ({m.type})"))
     common = [p for p in pmap if p in rmap]
     changed: list[str] = []
     for path in common:
@@ -302,73 +330,157 @@ def _member_findings(pub: Listing, reb: Listing,
                 if name == "content":
                     changed.append(path)
                 else:
-                    out.append(Finding("content", path, name, str(get(a)), str(get(b)),
-                                       f"{path}: {name} {get(a)} instead of {get(b)}"))
+                    x, y = _show(str(get(a))), _show(str(get(b)))
+                    out.append(Finding("content", path, name, x, y,
+                                       f"{_show(path)}: {name} {x} instead of {y}"))
     out += _explain_content(changed, pmap, rmap, kept)
     for name, get in METADATA_FIELDS:
-        diffs = [(p, str(get(pmap[p])), str(get(rmap[p]))) for p in common
+        diffs = [(p, _show(str(get(pmap[p]))), _show(str(get(rmap[p])))) for p in common
                  if get(pmap[p]) != get(rmap[p])]
         out += _grouped(name, diffs, len(common))
     out += _header_encoding(common, pmap, rmap)
+    out += _grouped("tar records", [(p, pmap[p].records, rmap[p].records)
+                                    for p in _unexplained(common, pmap, rmap)], len(common))
     order_p = [m.path for m in pub.members if m.path in rmap]
     order_r = [m.path for m in reb.members if m.path in pmap]
     if order_p != order_r:
         first = next((i for i, (x, y) in enumerate(zip(order_p, order_r, strict=False))
                       if x != y), min(len(order_p), len(order_r)))
-        at_p = order_p[first] if first < len(order_p) else "(nothing more)"
-        at_r = order_r[first] if first < len(order_r) else "(nothing more)"
+        at_p = _show(order_p[first]) if first < len(order_p) else "(nothing more)"
+        at_r = _show(order_r[first]) if first < len(order_r) else "(nothing more)"
         out.append(Finding("metadata", "", "member order", at_p, at_r,
                            f"member order differs from position {first}: published has "
                            f"{at_p}, rebuilt has {at_r}"))
     return out
 
 
-def hazard(m: Member, earlier: set[str]) -> str:
-    """Why extracting this member could write outside its tree or create a device; ''."""
+def _unexplained(common: list[str], pmap: dict[str, Member],
+                 rmap: dict[str, Member]) -> list[str]:
+    """Members whose non-data bytes differ (data padding, an extended header's own header
+    block, bytes after a pax header's records) where no field above differs: named, so that
+    no byte difference between the payloads goes without a finding."""
+    getters = CONTENT_FIELDS + METADATA_FIELDS
+    return [p for p in common if pmap[p].records != rmap[p].records
+            and pmap[p].packed_header == rmap[p].packed_header
+            and all(get(pmap[p]) == get(rmap[p]) for _, get in getters)]
+
+
+class _Tree:
+    """The symlinks extraction makes, by where they are in the extracted tree: paths are
+    resolved through them as the kernel would, not normalised as text."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, str] = {}
+
+    def resolve(self, parts: list[str], follow_last: bool) -> list[str] | None:
+        """The physical path below the root; None when it leads outside it."""
+        out: list[str] = []
+        todo = parts[::-1]
+        hops = 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not out:
+                    return None
+                out.pop()
+                continue
+            out.append(part)
+            target = self.links.get("/".join(out)) if self.links else None
+            if target is not None and (todo or follow_last):
+                hops += 1
+                if hops > 40:  # a loop: extraction fails with ELOOP, nothing escapes
+                    return out
+                out.pop()
+                if target.startswith("/"):
+                    return None
+                todo.extend(target.split("/")[::-1])
+        return out
+
+    def place(self, m: Member) -> str | None:
+        """Where the member lands (None: outside); a symlink is recorded there."""
+        if len(m.path) > PATH_MAX:
+            return None
+        parts = m.path.split("/")
+        parent = self.resolve(parts[:-1], True)
+        if parent is None:
+            return None
+        here = "/".join([*parent, parts[-1]] if parts[-1] not in ("", ".") else parent)
+        if m.type == "symlink":
+            self.links[here] = m.linkname
+        else:
+            self.links.pop(here, None)
+        return here
+
+
+def hazard(m: Member, tree: _Tree, final: _Tree, earlier: set[str]) -> str:
+    """Why extracting this member could write outside its tree or create a device; ''.
+    tree: the symlinks made before it; final: all of them, as a later reader of the tree
+    follows them; earlier: where the members before it landed."""
+    path, link = _show(m.path), _show(m.linkname)
+    if max(len(m.path), len(m.linkname)) > PATH_MAX:
+        # No extractor opens it as named, and resolving it would cost its length squared.
+        return f"its path or link target is longer than {PATH_MAX} bytes"
     parts = m.path.split("/")
     if m.path.startswith("/") or ".." in parts:
-        return f"its path {m.path!r} escapes the archive root"
+        return f"its path {path!r} escapes the archive root"
+    if tree.resolve(parts, follow_last=m.type != "symlink") is None:
+        return f"its path {path!r} leads outside the tree through a symlink"
     if m.type in ("char-device", "block-device", "fifo"):
         return f"it is a {m.type} ({m.devmajor},{m.devminor})"
     if m.type == "symlink":
-        target = posixpath.normpath(posixpath.join(posixpath.dirname(m.path), m.linkname))
-        if m.linkname.startswith("/") or target == ".." or target.startswith("../"):
-            return f"it is a symlink to {m.linkname!r}, outside the tree"
+        parent = tree.resolve(parts[:-1], True) or []
+        if m.linkname.startswith("/") or \
+                final.resolve([*parent, *m.linkname.split("/")], True) is None:
+            return f"it is a symlink to {link!r}, outside the tree"
     if m.type == "hardlink":
-        if m.linkname.startswith("/") or ".." in m.linkname.split("/"):
-            return f"it is a hard link to {m.linkname!r}, outside the tree"
-        if m.linkname not in earlier:
-            return f"it is a hard link to {m.linkname!r}, which no earlier member is"
+        target = tree.resolve(m.linkname.split("/"), False)
+        if m.linkname.startswith("/") or ".." in m.linkname.split("/") or target is None:
+            return f"it is a hard link to {link!r}, outside the tree"
+        if "/".join(target) not in earlier:
+            return f"it is a hard link to {link!r}, which no earlier member is"
     return ""
 
 
 def _hazards(members: list[Member], rebuilt: dict[str, Member]) -> list[Finding]:
     """Published members that would be dangerous to extract, unless the tag makes the same."""
+    final = _Tree()
+    for m in members:
+        final.place(m)
     out: list[Finding] = []
+    tree = _Tree()
     earlier: set[str] = set()
     for m in members:
-        why = hazard(m, earlier)
-        earlier.add(m.path)
+        why = hazard(m, tree, final, earlier)
+        here = tree.place(m)
+        if here is not None:
+            earlier.add(here)
         same = rebuilt.get(m.path)
         if why and not (same and same.type == m.type and same.linkname == m.linkname):
             out.append(Finding("content", m.path, "hazard", m.type, "",
-                               f"{m.path}: unsafe to extract, {why}"))
+                               f"{_show(m.path)}: unsafe to extract, {why}"))
     return out
 
 
 def _by_path(members: Iterable[Member], out: list[Finding], side: str) -> dict[str, Member]:
     seen: dict[str, Member] = {}
+    lands: dict[str, str] = {}  # "a//b", "./a/b" and "a/b/" are one file once extracted
     for m in members:
-        if m.path in seen:
+        where = "/".join(p for p in m.path.split("/") if p not in ("", "."))
+        first = lands.setdefault(where, m.path)
+        if m.path in seen or first != m.path:
+            also = "" if first == m.path else f" (as {_show(first)})"
             out.append(Finding("content", m.path, "duplicate", side, "",
-                               f"{m.path}: appears more than once in the {side} artifact"))
+                               f"{_show(m.path)}: appears more than once in the {side} "
+                               f"artifact{also}"))
         seen[m.path] = m
     return seen
 
 
 def _grouped(field: str, diffs: list[tuple[str, str, str]], total: int) -> list[Finding]:
     if len(diffs) <= GROUP_AFTER:
-        return [Finding("metadata", p, field, a, b, f"{p}: {field} {a} instead of {b}")
+        return [Finding("metadata", p, field, a, b, f"{_show(p)}: {field} {a} instead of {b}")
                 for p, a, b in diffs]
     (a, b), n = Counter((a, b) for _, a, b in diffs).most_common(1)[0]
     who = f"all {total} members" if len(diffs) == total else f"{len(diffs)} of {total} members"
@@ -376,7 +488,7 @@ def _grouped(field: str, diffs: list[tuple[str, str, str]], total: int) -> list[
         text = f"{who}: {field} {a} instead of {b}"
     else:
         p0, a0, b0 = diffs[0]
-        text = f"{who}: {field} differs, e.g. {p0}: {a0} instead of {b0}"
+        text = f"{who}: {field} differs, e.g. {_show(p0)}: {a0} instead of {b0}"
     return [Finding("metadata", f"({len(diffs)} members)", field, a, b, text)]
 
 
@@ -387,18 +499,21 @@ def _header_encoding(common: list[str], pmap: dict[str, Member],
     getters = dict(fields["content"] + fields["metadata"])
     by_field: dict[str, list[tuple[str, str, str]]] = {}
     for path in common:
-        a, b = pmap[path], rmap[path]
-        if a.header == b.header:
+        if pmap[path].packed_header == rmap[path].packed_header:
             continue
-        for fname, lo, hi in HEADER_FIELDS:
-            if fname == "chksum" or a.header[lo:hi] == b.header[lo:hi]:
+        a, b = pmap[path], rmap[path]
+        ha, hb = a.header, b.header
+        differing = [f for f in HEADER_FIELDS if ha[f[1]:f[2]] != hb[f[1]:f[2]]]
+        for fname, lo, hi in differing:
+            # The checksum follows from the other fields: named alone only (signed or
+            # unsigned sum, or its spacing).
+            if fname == "chksum" and len(differing) > 1:
                 continue
             parsed = _PARSED.get(fname)
             if parsed and getters[parsed](a) != getters[parsed](b):
                 continue
             by_field.setdefault(fname, []).append(
-                (path, repr(a.header[lo:hi].rstrip(b"\x00")),
-                 repr(b.header[lo:hi].rstrip(b"\x00"))))
+                (path, repr(ha[lo:hi].rstrip(b"\x00")), repr(hb[lo:hi].rstrip(b"\x00"))))
     out = []
     for fname, diffs in by_field.items():
         out += _grouped(f"header {fname} encoding", diffs, len(common))
@@ -411,7 +526,7 @@ def _explain_content(paths: list[str], pmap: dict[str, Member], rmap: dict[str, 
     for path in paths:
         a, b = pmap[path], rmap[path]
         pub, reb = kept.get(path, (None, None))
-        text = _describe_change(path, a.size, b.size, pub, reb)
+        text = _describe_change(_show(path), a.size, b.size, pub, reb)
         out.append(Finding("content", path, "content", a.sha256[:16], b.sha256[:16], text))
     return out
 

@@ -2,7 +2,8 @@
 
 The differing members' bytes (already in memory from the pass) are written under names we
 make, never their archive paths, into a private directory that is removed afterwards; one
-diffoscope process compares the two directories and writes text and HTML beside the report.
+diffoscope process compares the two directories and writes text and HTML there, which are
+then put beside the report without following or replacing anything but a regular file.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import time
 from pathlib import Path
 
 from cpython_repro import proc
-from cpython_repro.errors import ToolFailed
+from cpython_repro.errors import OutputError, ToolFailed
+from cpython_repro.files import atomic_write, publish
 from cpython_repro.models import DiffoscopeRun
+from cpython_repro.text import one_line
 
 MAX_MEMBERS = 50
 TIMEOUT = 300.0
@@ -43,33 +46,42 @@ def run(members: list[tuple[str, bytes | None, bytes | None]], outdir: Path,
         return DiffoscopeRun("not installed: the verdict stands; install diffoscope "
                              f"({proc.PROVIDERS['diffoscope']}) for member diffs")
     chosen = members[:MAX_MEMBERS]
-    outdir.mkdir(parents=True, exist_ok=True)
+    names = tuple(p for p, _, _ in chosen)
     text, html = outdir / "members.txt", outdir / "members.html"
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=outdir, prefix=".inputs-") as tmp:
-        pub, reb = Path(tmp) / "published", Path(tmp) / "rebuilt"
-        pub.mkdir()
-        reb.mkdir()
-        for i, (path, a, b) in enumerate(chosen):
-            for where, data in ((pub, a), (reb, b)):
-                if data is not None:
-                    (where / _safe(i, path)).write_bytes(data)
-        index = "\n".join(f"{_safe(i, p)}\t{p}" for i, (p, _, _) in enumerate(chosen))
-        (outdir / "members.index").write_text(index + "\n")
-        try:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        # A line per member: archive paths may hold newlines or bytes that are not UTF-8.
+        atomic_write(outdir / "members.index", "".join(
+            f"{_safe(i, p)}\t{one_line(p)}\n" for i, p in enumerate(names)).encode())
+        with tempfile.TemporaryDirectory(dir=outdir, prefix=".inputs-") as tmp:
+            pub, reb = Path(tmp) / "published", Path(tmp) / "rebuilt"
+            pub.mkdir()
+            reb.mkdir()
+            for i, (path, a, b) in enumerate(chosen):
+                for where, data in ((pub, a), (reb, b)):
+                    if data is not None:
+                        (where / _safe(i, path)).write_bytes(data)
+            # diffoscope writes into our private directory, never through what is in outdir.
             result = proc.run(
                 [exe, "--new-file", "--exclude-directory-metadata", "yes",
                  "--max-report-size", str(REPORT_LIMIT), "--timeout", str(int(TIMEOUT)),
-                 "--text", str(text.resolve()), "--html", str(html.resolve()),
-                 "published", "rebuilt"],
+                 "--text", "members.txt", "--html", "members.html", "published", "rebuilt"],
                 cwd=Path(tmp), timeout=TIMEOUT + 60, ok=(0, 1))
-        except ToolFailed as exc:
-            return DiffoscopeRun(f"failed: {exc.one_line()}", tuple(p for p, _, _ in chosen),
-                                 seconds=time.monotonic() - started)
+            for made, dest in ((Path(tmp) / "members.txt", text),
+                               (Path(tmp) / "members.html", html)):
+                if made.exists():
+                    publish(made, dest)
+    except (ToolFailed, OutputError) as exc:
+        return DiffoscopeRun(f"failed: {exc.one_line()}", names,
+                             seconds=time.monotonic() - started)
+    except OSError as exc:
+        return DiffoscopeRun(f"failed: {outdir}: {exc.strerror or exc}", names,
+                             seconds=time.monotonic() - started)
     status = "differences" if result.returncode == 1 else "no differences"
     if len(members) > MAX_MEMBERS:
         status += f" (first {MAX_MEMBERS} of {len(members)} differing members)"
-    return DiffoscopeRun(status, tuple(p for p, _, _ in chosen),
+    return DiffoscopeRun(status, names,
                          str(text.relative_to(root)) if text.exists() else "",
                          str(html.relative_to(root)) if html.exists() else "",
                          time.monotonic() - started)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 from cpython_repro.errors import ArchiveError
 
 GZIP_OS = {0: "FAT", 3: "Unix", 7: "Macintosh", 11: "NTFS", 255: "unknown"}
+FIELD_LIMIT = 64 << 10  # a gzip header's file name or comment
+INDEX_LIMIT = 16 << 20  # an xz index: a few bytes per block; read whole, so bounded
 XZ_CHECKS = {0: "none", 1: "crc32", 4: "crc64", 10: "sha256"}
 
 
@@ -22,15 +25,9 @@ def gzip_header(path: Path) -> dict[str, str]:
             (xlen,) = struct.unpack("<H", f.read(2))
             f.read(xlen)
         if flags & 0x08:  # FNAME
-            raw = bytearray()
-            while (c := f.read(1)) not in (b"", b"\x00"):
-                raw += c
-                if len(raw) > 4096:
-                    break
-            name = raw.decode("latin-1")
+            name = _zero_terminated(f, path, "name").decode("latin-1")
         if flags & 0x10:  # FCOMMENT
-            while f.read(1) not in (b"", b"\x00"):
-                pass
+            _zero_terminated(f, path, "comment")
         if flags & 0x02:  # FHCRC
             f.read(2)
         header_bytes = f.tell()
@@ -42,6 +39,17 @@ def gzip_header(path: Path) -> dict[str, str]:
         "name": name,
         "header_bytes": str(header_bytes),
     }
+
+
+def _zero_terminated(f: BinaryIO, path: Path, what: str) -> bytes:
+    """A NUL-terminated gzip header field, up to FIELD_LIMIT bytes: a longer one would
+    make header_bytes (which adoption splices) wrong, so it is refused."""
+    field = f.read(FIELD_LIMIT + 1).split(b"\x00", 1)
+    if len(field) == 1:
+        raise ArchiveError(f"{path.name}: gzip header {what} longer than {FIELD_LIMIT} bytes "
+                           "or unterminated: refusing")
+    f.seek(f.tell() - len(field[1]))
+    return field[0]
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -79,8 +87,9 @@ def xz_layout(path: Path) -> dict[str, str]:
             backward = (struct.unpack("<I", footer[4:8])[0] + 1) * 4
             check = XZ_CHECKS.get(footer[9] & 0x0F, str(footer[9] & 0x0F))
             index_start = end - 12 - backward
-            if index_start < 12:
-                raise ArchiveError(f"{path.name}: xz index out of range")
+            if index_start < 12 or backward > INDEX_LIMIT:
+                raise ArchiveError(f"{path.name}: xz index out of range (or over "
+                                   f"{INDEX_LIMIT >> 20} MiB)")
             f.seek(index_start)
             index = f.read(backward)
             if not index or index[0] != 0:
