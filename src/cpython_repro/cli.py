@@ -10,36 +10,23 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from cpython_repro import __version__, resolve
 from cpython_repro.cache import Cache, default_root
 from cpython_repro.compare import compare
-from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, Progress, no_progress
+from cpython_repro.download import DEFAULT_MAX_BYTES, Fetcher, no_progress
 from cpython_repro.errors import EXIT_ENVIRONMENT, EXIT_INPUT, InputError, ReproError
 from cpython_repro.files import regular_input
-from cpython_repro.models import Limits, Step, Version
+from cpython_repro.models import Limits, Version
 from cpython_repro.report import VerifyReport, comparison_json, to_json, write_json
 from cpython_repro.text import one_line
 
 
-def _interactive(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty() and os.environ.get("CI", "") not in ("true", "1")
-
-
-class _TqdmProgress(Progress):
-    def __init__(self, name: str, total: int | None, initial: int) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True,
-                         unit_divisor=1024, leave=False)
-
-    def update(self, n: int) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
+def _interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("CI", "") not in ("true", "1")
 
 
 def _abs(path: str | Path) -> Path:
@@ -54,12 +41,20 @@ def _cache(args: argparse.Namespace) -> Cache:
     return Cache(root)
 
 
-def _step_display(quiet: bool) -> Step:
-    if not _interactive(quiet):
-        return lambda _text: contextlib.nullcontext()
+@contextlib.contextmanager
+def _presenter(quiet: bool) -> Iterator[Any]:
+    """The run's progress: none with --quiet, else the console's presenter (live on a
+    terminal, plain timed lines in a pipe or CI)."""
+    if quiet:
+        yield None
+        return
     from cpython_repro import console
 
-    return console.step
+    shown = console.Presenter(_interactive())
+    try:
+        yield shown
+    finally:
+        shown.close()
 
 
 def _history(args: argparse.Namespace) -> Path:
@@ -91,20 +86,21 @@ def _verify(args: argparse.Namespace) -> int:
         local_published=[regular_input(_abs(p), "--published") for p in args.published or ()],
     )
     cache = _cache(args)
-    fetcher = Fetcher(cache, max_bytes=args.max_download, offline=args.offline,
-                      progress=_TqdmProgress if _interactive(args.quiet) else no_progress)
     outdir = _abs(args.out or Path("out") / plan.version.text)
     known = _abs(args.known_digests) if args.known_digests else None
     if known is not None:
         regular_input(known, "--known-digests")
-    report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout),
-                      step=_step_display(args.quiet),
-                      adoption=not args.no_adopt,
-                      check_signatures=not args.no_signatures,
-                      online_sigstore=args.online_sigstore, known_digests=known,
-                      rekor_url=args.rekor_url
-                      or (resolve.DEFAULT_REKOR if args.online_sigstore else ""),
-                      regen_check=not args.no_regen_check).run(plan, outdir)
+    with _presenter(args.quiet) as shown:
+        fetcher = Fetcher(cache, max_bytes=args.max_download, offline=args.offline,
+                          progress=shown.download if shown else no_progress)
+        display: dict[str, Any] = {"step": shown.step, "note": shown.note} if shown else {}
+        report = Verifier(cache, fetcher, limits=Limits(seconds=args.timeout), **display,
+                          adoption=not args.no_adopt,
+                          check_signatures=not args.no_signatures,
+                          online_sigstore=args.online_sigstore, known_digests=known,
+                          rekor_url=args.rekor_url
+                          or (resolve.DEFAULT_REKOR if args.online_sigstore else ""),
+                          regen_check=not args.no_regen_check).run(plan, outdir)
     _forget_failed(cache, report)
     data = to_json(report)
     json_path = _abs(args.json) if args.json else outdir / "report.json"

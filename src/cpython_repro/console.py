@@ -8,12 +8,21 @@ without terminal controls and escapes rich markup; emoji codes are not interpret
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from cpython_repro.text import one_line
@@ -141,12 +150,73 @@ def show_outputs(out: Console, written: dict[str, str]) -> None:
         out.print(f"{_s(kind)}: {_s(path)}")
 
 
-@contextlib.contextmanager
-def step(text: str) -> Iterator[None]:
-    """A spinner with elapsed time while a long step runs, then one line saying how long it
-    took. Used only on an interactive terminal; elsewhere the run is quiet and plain."""
-    err = Console(stderr=True, highlight=False, emoji=False)
-    started = time.monotonic()
-    with err.status(f"{_s(text)}…"):
-        yield
-    err.print(f"[green]✓[/] {_s(text)} ({time.monotonic() - started:.1f} s)")
+class Presenter:
+    """A run's progress on stderr, from steps that may run side by side. On a terminal: a
+    line per running step with a spinner and its elapsed time (downloads with a byte bar),
+    and a line with its duration when it ends. Elsewhere (a pipe, CI): plain lines stamped
+    with the time since the start, one when a step starts and one when it ends, so a CI log
+    is never silent for the length of a rebuild."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=not live)
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        if live:
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      BarColumn(bar_width=20), DownloadColumn(),
+                                      TimeElapsedColumn(), console=self.err, transient=True)
+            self._progress.start()
+
+    def _line(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text)
+            return
+        with self._lock:
+            self.err.print(f"[{time.monotonic() - self.started:7.1f} s] {text}")
+
+    @contextlib.contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        shown, began = _s(text), time.monotonic()
+        task = self._progress.add_task(shown, total=None) if self._progress else None
+        if task is None:
+            self._line(f"{shown} ...")
+        try:
+            yield
+        except BaseException:
+            self._line(f"[red]✗[/] {shown} (stopped after {time.monotonic() - began:.1f} s)")
+            raise
+        finally:
+            if self._progress is not None and task is not None:
+                self._progress.remove_task(task)
+        self._line(f"[green]✓[/] {shown} ({time.monotonic() - began:.1f} s)")
+
+    def note(self, text: str) -> None:
+        """An interim result, e.g. the content verdict before the compressed bytes exist."""
+        self._line(f"[bold]→[/] {_s(text)}")
+
+    def download(self, name: str, total: int | None, initial: int) -> _Bar:
+        return _Bar(self._progress, _s(name), total, initial)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class _Bar:
+    """A download's byte bar in the presenter (download.Progress); nothing off a terminal."""
+
+    def __init__(self, progress: Progress | None, name: str, total: int | None,
+                 initial: int) -> None:
+        self._progress = progress
+        self._task = progress.add_task(name, total=total, completed=initial) \
+            if progress is not None else None
+
+    def update(self, n: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)

@@ -31,7 +31,7 @@ ProgressFactory = Callable[[str, int | None, int], "Progress"]
 
 
 class Progress:
-    """No-op progress; the CLI hands in a tqdm-backed one on a terminal."""
+    """No-op progress; the CLI hands in the console presenter's byte bar on a terminal."""
 
     def update(self, n: int) -> None:
         pass

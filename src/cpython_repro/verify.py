@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Verifier:
     known_digests: Path | None = None
     regen_check: bool = True
     step: Step = field(default=lambda _text: contextlib.nullcontext())
+    note: Callable[[str], None] = field(default=lambda _text: None)
 
     def run(self, plan: Plan, outdir: Path) -> VerifyReport:
         started = dt.datetime.now(dt.UTC)
