@@ -79,7 +79,8 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str) -> None:
         out.print(f"[yellow]toolchain:[/] {m}")
     show_comparisons(out, data["artifacts"])
     gen = data["generated_files"]
-    gstyle = {"match": "green", "skipped": "yellow"}.get(gen["status"], "bold red")
+    gstyle = {"match": "green", "skipped": "yellow", "inconclusive": "yellow"}.get(
+        gen["status"], "bold red")
     out.print(f"generated files: [{gstyle}]{gen['status']}[/]"
               + (f" ({escape(' '.join(gen['command']))} in {gen['image']})" if gen["image"]
                  else "") + (f": {escape(gen['detail'])}" if gen["detail"] else ""))
