@@ -198,7 +198,10 @@ def failure_cause(log: str) -> str:
     end = lines.index(marker)
     start = max((i for i, ln in enumerate(lines[:end]) if ln.startswith("+ ")), default=-1)
     said = lines[start + 1:end]
-    first = next((ln for ln in said if "error" in ln.lower()), said[-1] if said else "")
+    # "file:line: error: ..." or "tool: error: ...", before any line that merely says error
+    # (autoreconf -Werror announces "export WARNINGS=error").
+    first = next((ln for ln in said if ": error:" in ln), None) \
+        or next((ln for ln in said if "error" in ln.lower()), said[-1] if said else "")
     return marker[len(FAILED):] + (f": {first}" if first else "")
 
 

@@ -13,11 +13,13 @@ import pytest
 from cpython_repro.cache import sha256_file
 from cpython_repro.dockerio import Docker
 from cpython_repro.images import REPO, bootstrap_rootfs
+from cpython_repro.report import _generated_reasons
 from cpython_repro.resolve import data_dir, load_recipe
 from tests.conftest import require
 from tests.fixtures import minicpython, release
 from tests.fixtures.server import Site
 from tests.integration.conftest import FIXTURE_REPLICA, VERSION, World, publish
+from tests.integration.test_real_regen import check
 from tests.integration.test_verify import verify
 
 pytestmark = pytest.mark.docker
@@ -130,6 +132,27 @@ def test_unknown_toolchain_is_inconclusive(world: World, site: Site, tmp_path: P
     assert report["reasons"] == [
         f"generated files not checked (inconclusive, not a finding): {gen['detail']}"]
     assert "autoconf" not in [i["role"] for i in report["images"]]
+
+
+def test_a_failing_autoreconf_is_an_error_naming_its_cause(world: World,
+                                                          tmp_path: Path) -> None:
+    """An error says which step failed and what the tool said, not what ran last."""
+    work = tmp_path / "cpython"
+    subprocess.run(["git", "clone", "-q", str(world.repo), str(work)], check=True)
+    ac = work / "configure.ac"
+    ac.write_text(ac.read_text().replace("AC_OUTPUT", "AC_NO_SUCH_MACRO([x])\nAC_OUTPUT"))
+    env = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@example.org",
+           "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@example.org"}
+    minicpython.git(work, "commit", "-q", "-a", "-m", "broken", env=env)
+    minicpython.git(work, "tag", "-f", "-a", f"v{VERSION}", "-m", "moved", env=env)
+    result = check(VERSION, work, tmp_path / "run", world.cache_dir)
+    assert result.status == "error"
+    assert result.detail.startswith("autoreconf -ivf -Werror failed: configure.ac:"), \
+        result.detail
+    assert "AC_NO_SUCH_MACRO" in result.detail and "tar" not in result.detail.split("(log")[0]
+    assert result.replica == FIXTURE_REPLICA
+    assert _generated_reasons(result) == [
+        f"generated files could not be checked: {result.detail}"]
 
 
 def test_second_verify_builds_nothing(world: World, site: Site, tmp_path: Path) -> None:

@@ -148,7 +148,8 @@ def test_serial_conflicts_between_committed_and_regenerated() -> None:
 
 
 def test_failure_cause_names_the_step_and_the_tool_error() -> None:
-    log = ("+ autoreconf -ivf -Werror\nautoreconf: running: aclocal --force\n"
+    log = ("+ autoreconf -ivf -Werror\nautoreconf: export WARNINGS=error\n"
+           "autoreconf: running: aclocal --force\n"
            "configure.ac:12: error: possibly undefined macro: AX_NOPE\n"
            "autoreconf: error: /usr/bin/autoconf failed with exit status: 1\n"
            "regen-failed: autoreconf -ivf -Werror failed\n")
