@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -10,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cpython_repro.cache import sha256_file
+from cpython_repro.cache import Cache, sha256_file
 from cpython_repro.dockerio import Docker
-from cpython_repro.images import REPO, bootstrap_rootfs
+from cpython_repro.errors import EnvironmentFailure
+from cpython_repro.images import REPO, bootstrap_rootfs, ensure_autoconf
 from cpython_repro.report import _generated_reasons
 from cpython_repro.resolve import data_dir, load_recipe
 from tests.conftest import require
 from tests.fixtures import minicpython, release
 from tests.fixtures.server import Site
-from tests.integration.conftest import FIXTURE_REPLICA, VERSION, World, publish
+from tests.integration.conftest import FIXTURE_REPLICA, VERSION, World, publish, replica
 from tests.integration.test_real_regen import check
 from tests.integration.test_verify import verify
 
@@ -153,6 +155,21 @@ def test_a_failing_autoreconf_is_an_error_naming_its_cause(world: World,
     assert result.replica == FIXTURE_REPLICA
     assert _generated_reasons(result) == [
         f"generated files could not be checked: {result.detail}"]
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"results": {"/usr/share/aclocal/pkg.m4": "0" * 64}}, "/usr/share/aclocal/pkg.m4: FAILED"),
+    ({"versions": ("autoconf=2.72-1",)}, "autoconf is 2.71-3, the replica needs 2.72-1"),
+], ids=["result", "version"])
+def test_a_replica_unlike_its_pins_is_not_built(world: World, change: dict[str, object],
+                                                said: str) -> None:
+    """The build itself refuses another package version or macro file, and says which."""
+    good = replica(FIXTURE_REPLICA)
+    bad = dataclasses.replace(good, **change)  # type: ignore[arg-type]
+    with pytest.raises(EnvironmentFailure) as info:
+        ensure_autoconf(bad, Docker.connect(), Cache(world.cache_dir))
+    assert said in info.value.one_line()
+    assert info.value.one_line().startswith("building image cpython-repro/autoconf:")
 
 
 def test_second_verify_builds_nothing(world: World, site: Site, tmp_path: Path) -> None:
