@@ -247,9 +247,10 @@ def cmd_images(args: argparse.Namespace) -> int:
                                             fetcher)[-1]
             out.print(f"{version}: builder {builder.ref} ({builder.image_id[:19]}), "
                       f"recipe {plan.recipe.name}")
-            if plan.autoconf is not None:
-                made = images.ensure_autoconf(plan.autoconf, docker, fetcher)[-1]
-                out.print(f"{version}: autoconf {made.ref} ({made.image_id[:19]})")
+            for replica in plan.autoconf.replicas if plan.autoconf is not None else ():
+                made = images.ensure_autoconf(replica, docker, fetcher)[-1]
+                out.print(f"{version}: autoconf {made.ref} ({made.image_id[:19]}), "
+                          f"{replica.name}")
     elif args.action == "list":
         for info in docker.images(images.REPO + "/"):
             out.print(f"{info.ref}  {info.image_id[:19]}  layers={len(info.layers)}  "

@@ -102,7 +102,8 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
         out.print(f"[yellow]toolchain:[/] {_s(m)}")
     show_comparisons(out, data["artifacts"])
     gen = data["generated_files"]
-    gstyle = {"match": "green", "skipped": "yellow"}.get(gen["status"], "bold red")
+    gstyle = {"match": "green", "skipped": "yellow", "inconclusive": "yellow"}.get(
+        gen["status"], "bold red")
     out.print(f"generated files: [{gstyle}]{_s(gen['status'])}[/]"
               + (f" ({_s(' '.join(gen['command']))} in {_s(gen['image'])})" if gen["image"]
                  else "") + (f": {_s(gen['detail'])}" if gen["detail"] else ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,27 @@ def _image_info(ref: str, img: Any) -> ImageInfo:
     )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def build_failure(build_log: Any, msg: str) -> str:
+    """The failing step and what it printed. The daemon's own message repeats the whole RUN
+    command, which would crowd out the step's output (e.g. sha256sum's "FAILED" line)."""
+    step = ""
+    printed: list[str] = []
+    for chunk in build_log:
+        # The daemon colours a step's stderr; the escapes are not part of what it said.
+        for raw in _ANSI.sub("", str(chunk.get("stream", ""))).splitlines():
+            line = " ".join(raw.split())
+            if line.startswith("Step "):
+                step, printed = line, []
+            elif line and not line.startswith(("--->", "Removing intermediate")):
+                printed.append(line)
+    said = " | ".join(printed)[-400:]
+    where = f"{step[:80]}{'…' if len(step) > 80 else ''}: " if step else ""
+    return f"{where}{said or ' '.join(str(msg).split())[-400:]}"
+
+
 class Docker:
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -130,9 +152,8 @@ class Docker:
             for _ in logs:
                 pass
         except docker.errors.BuildError as exc:
-            lines = [str(c.get("stream", c.get("error", ""))).strip() for c in exc.build_log]
-            tail = " | ".join(ln for ln in lines if ln)[-400:]
-            raise EnvironmentFailure(f"building image {ref} failed: {exc.msg}: {tail}") from exc
+            raise EnvironmentFailure(f"building image {ref} failed: "
+                                     f"{build_failure(exc.build_log, exc.msg)}") from exc
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc, f"build image {ref}") from exc
         found = self.info(ref)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from cpython_repro.cache import Cache, atomic_write, locked, sha256_file
 from cpython_repro.dockerio import Docker
 from cpython_repro.download import Fetcher
 from cpython_repro.errors import EnvironmentFailure, Offline
-from cpython_repro.models import AutoconfSpec, BaseSpec, Dated, Image, Recipe
+from cpython_repro.models import BaseSpec, Dated, Image, PinnedInput, Recipe, Replica
 from cpython_repro.resolve import data_dir
 
 REPO = "cpython-repro"
@@ -109,12 +111,13 @@ def _wheel(pin: Dated, fetcher: Fetcher) -> Path:
 
 
 def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docker,
-                    fetcher: Fetcher, inputs: dict[str, str], labels: dict[str, str],
-                    fill: Callable[[Path], None]) -> tuple[Image, ...]:
-    """An image built from containers/<role>/Containerfile on a bootstrapped base (or a
-    digest-pinned upstream one), named by the digest of everything that defines it and
-    reused when present. Returns the base too, when it was bootstrapped here."""
-    containerfile = data_dir("containers") / role / "Containerfile"
+                    fetcher: Fetcher, inputs: dict[str, object], labels: dict[str, str],
+                    fill: Callable[[Path], None], directory: str = "",
+                    buildargs: dict[str, str] | None = None) -> tuple[Image, ...]:
+    """An image built from containers/<directory or role>/Containerfile on a bootstrapped
+    base (or a digest-pinned upstream one), named by the digest of everything that defines
+    it and reused when present. Returns the base too, when it was bootstrapped here."""
+    containerfile = data_dir("containers") / (directory or role) / "Containerfile"
     cache = fetcher.cache
     made: list[Image] = []
     if upstream:
@@ -124,11 +127,12 @@ def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docke
         made.append(base)
         base_ref, base_id, network = base.ref, base.layer_digest, "none"
     packages = " ".join(base_spec.packages)
+    args = {"PACKAGES": packages, **(buildargs or {})}
     # Named by the pins, not by a downloaded file, so a present image needs no network.
     digest = _digest({
         "containerfile": hashlib.sha256(containerfile.read_bytes()).hexdigest(),
         "base": base_id,
-        "args": {"PACKAGES": packages},
+        "args": args,
         **inputs,
     })
     ref = f"{REPO}/{role}:{digest[:16]}"
@@ -140,7 +144,7 @@ def _ensure_on_base(role: str, base_spec: BaseSpec, upstream: str, docker: Docke
                 fill(Path(ctx))
                 found = docker.build(
                     Path(ctx), "Containerfile", ref,
-                    buildargs={"BASE": base_ref, "PACKAGES": packages},
+                    buildargs={"BASE": base_ref, **args},
                     labels={"org.cpython-repro.digest": digest,
                             "org.cpython-repro.base": base_id, **labels},
                     network=network,
@@ -166,9 +170,79 @@ def ensure_builder(recipe: Recipe, blurb: Dated, docker: Docker,
                            {"org.cpython-repro.blurb": blurb.value}, wheels)
 
 
-def ensure_autoconf(spec: AutoconfSpec, docker: Docker,
+def ensure_autoconf(replica: Replica, docker: Docker,
                     cache: Cache | Fetcher) -> tuple[Image, ...]:
-    """The autoconf image (and its base, as above)."""
+    """A replica's image (and its base, as above): containers/<era>/ with the files in it,
+    the replica's pinned inputs under inputs/, its package versions and resulting files
+    checked by the build itself."""
     fetcher = cache if isinstance(cache, Fetcher) else Fetcher(cache)
-    return _ensure_on_base("autoconf", spec.base, spec.upstream, docker, fetcher, {}, {},
-                           lambda _context: None)
+    era = data_dir("containers") / replica.directory
+    extra = sorted(p for p in era.iterdir() if p.is_file() and p.name != "Containerfile")
+
+    def context(ctx: Path) -> None:
+        for path in extra:
+            shutil.copy(path, ctx / path.name)
+        (ctx / "inputs").mkdir()
+        for pin in replica.inputs:
+            (ctx / "inputs" / pin.name).write_bytes(pinned_input(pin, fetcher))
+
+    return _ensure_on_base(
+        "autoconf", replica.base, replica.upstream, docker, fetcher,
+        {"context": {p.name: sha256_file(p) for p in extra},
+         "inputs": [[i.name, i.sha256, i.member, i.member_sha256] for i in replica.inputs]},
+        {"org.cpython-repro.replica": replica.name}, context, directory=replica.directory,
+        buildargs={"VERSIONS": " ".join(replica.versions),
+                   "RESULTS": " ".join(f"{sha}:{path}"
+                                       for path, sha in sorted(replica.results.items()))})
+
+
+def pinned_input(pin: PinnedInput, fetcher: Fetcher) -> bytes:
+    """The pinned file, through our own HTTP client and cache: what the URL serves must have
+    the pinned sha256, and so must the member taken from it."""
+    got = fetcher.get(pin.url)
+    if got.sha256 != pin.sha256:
+        raise EnvironmentFailure(f"{pin.url}: sha256 {got.sha256} is not the pinned "
+                                 f"{pin.sha256} (recipes/autoconf.toml)")
+    data = got.path.read_bytes()
+    if pin.member:
+        data = deb_member(data, pin.member, pin.url)
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != pin.member_sha256:
+            raise EnvironmentFailure(f"{pin.member} in {pin.url}: sha256 {sha} is not the "
+                                     f"pinned {pin.member_sha256}")
+    return data
+
+
+_AR_MAGIC = b"!<arch>\n"
+_AR_HEADER = 60
+
+
+def deb_member(deb: bytes, member: str, name: str = "the .deb") -> bytes:
+    """One regular file of a .deb: an ar archive whose data.tar.* holds the package's files.
+    Read in memory, never extracted: only the named member's bytes come out."""
+    if not deb.startswith(_AR_MAGIC):
+        raise EnvironmentFailure(f"{name} is not a Debian package (no ar header)")
+    pos = len(_AR_MAGIC)
+    wanted = member.lstrip("/")
+    while pos + _AR_HEADER <= len(deb):
+        header = deb[pos:pos + _AR_HEADER]
+        entry = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError as exc:
+            raise EnvironmentFailure(f"{name}: malformed ar header for {entry!r}") from exc
+        body = deb[pos + _AR_HEADER:pos + _AR_HEADER + size]
+        pos += _AR_HEADER + size + size % 2
+        if not entry.startswith("data.tar"):
+            continue
+        try:
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
+                for info in tar:
+                    if info.name.removeprefix("./") == wanted and info.isfile():
+                        extracted = tar.extractfile(info)
+                        if extracted is not None:
+                            return extracted.read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise EnvironmentFailure(f"{name}: cannot read {entry}: {exc}") from exc
+        raise EnvironmentFailure(f"{name}: {entry} has no file {wanted}")
+    raise EnvironmentFailure(f"{name}: no data.tar member")

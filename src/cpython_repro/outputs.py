@@ -26,7 +26,8 @@ PREDICATE_TYPE = "https://github.com/cpython-repro/cpython-repro/verification/v1
 LADDER = ("identical", "identical-after-adoption", "same-content", "content-differs", "error")
 COLOUR = {"identical": "#1a7f37", "identical-after-adoption": "#2da44e", "same-content":
           "#9a6700", "content-differs": "#cf222e", "error": "#cf222e", "verified": "#1a7f37",
-          "match": "#1a7f37", "failed": "#cf222e", "differs": "#cf222e"}
+          "match": "#1a7f37", "failed": "#cf222e", "differs": "#cf222e",
+          "inconclusive": "#9a6700"}
 EVIDENCE_LIMIT = 2 << 30  # rebuilt artifacts are ~50 MB; refuse to bundle a runaway directory
 
 

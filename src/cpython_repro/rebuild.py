@@ -106,8 +106,10 @@ class Rebuilder:
                              outdir / "rebuild.log", seconds)
 
     def run(self, text: str, source: Source, image: Image, outdir: Path,
-            outputs: list[str], extra: tuple[Mount, ...] = ()) -> float:
-        """Run one job script in the container; its outputs must appear in outdir."""
+            outputs: list[str], extra: tuple[Mount, ...] = (),
+            doing: str = "the rebuild") -> float:
+        """Run one job script in the container; its outputs must appear in outdir. `doing`
+        names the job in errors."""
         outdir.mkdir(parents=True, exist_ok=True)
         job = outdir / "job"
         job.mkdir(exist_ok=True)
@@ -128,16 +130,16 @@ class Rebuilder:
         log = outdir / "rebuild.log"
         log.write_text(result.log)
         if result.timed_out:
-            raise RebuildFailed(f"the rebuild took longer than {self.limits.seconds:.0f}s "
+            raise RebuildFailed(f"{doing} took longer than {self.limits.seconds:.0f}s "
                                 f"and was stopped; log kept at {log}", log_path=str(log))
         if result.exit_code != 0:
             last = [ln for ln in result.log.splitlines() if ln.strip()][-1:] or ["(no output)"]
             raise RebuildFailed(
-                f"the rebuild failed in the container (exit {result.exit_code}): {last[0]}; "
+                f"{doing} failed in the container (exit {result.exit_code}): {last[0]}; "
                 f"log kept at {log}", log_path=str(log))
         missing = [o for o in outputs if not (outdir / o).is_file()]
         if missing:
-            raise RebuildFailed(f"the rebuild did not write {', '.join(missing)}; log kept at "
+            raise RebuildFailed(f"{doing} did not write {', '.join(missing)}; log kept at "
                                 f"{log}", log_path=str(log))
         return seconds
 

@@ -102,7 +102,10 @@ def _generated_reasons(g: RegenCheck) -> list[str]:
         return []
     if g.status == "differs":
         return [f"generated file {f.explanation}" for f in g.files if f.status != "same"]
-    return [f"generated files {g.status}: {g.detail}"]
+    if g.status == "inconclusive":
+        # Not a finding, and not a pass either: the run says what it could not check.
+        return [f"generated files not checked (inconclusive, not a finding): {g.detail}"]
+    return [f"generated files could not be checked: {g.detail}"]
 
 
 def comparison_json(c: Comparison) -> dict[str, Any]:

@@ -17,10 +17,13 @@ from cpython_repro.models import (
     AutoconfSpec,
     BaseSpec,
     Dated,
+    PinnedInput,
     Plan,
     Recipe,
+    Replica,
     Signers,
     SigstoreIdentity,
+    Toolchain,
     Version,
 )
 
@@ -125,25 +128,40 @@ def load_recipes(directory: Path) -> list[Recipe]:
             if p.name not in (SIGNERS_FILE, AUTOCONF_FILE)]
 
 
-def load_autoconf(directory: Path, series: str, base: BaseSpec) -> AutoconfSpec | None:
-    """The series' autoconf image, its base bootstrapped like the recipe's (same mirror and
-    SOURCE_DATE_EPOCH) from the suite that carries the nearest tool versions."""
+def load_autoconf(directory: Path, base: BaseSpec) -> AutoconfSpec | None:
+    """The generated-files check and its replicas, each base bootstrapped like the recipe's
+    (same mirror and SOURCE_DATE_EPOCH) from the suite the replica names."""
     path = directory / AUTOCONF_FILE
     if not path.is_file():
         return None
     try:
-        for entry in tomllib.loads(path.read_text("utf-8"))["image"]:
-            if series in entry["series"]:
-                return AutoconfSpec(
-                    used=entry["used"],
-                    base=BaseSpec(entry["suite"], base.mirror, "apt",
-                                  tuple(entry["packages"]), base.source_date_epoch),
-                    command=tuple(entry["command"]), files=tuple(entry["files"]),
-                    expected={str(k): str(v) for k, v in entry.get("expected", {}).items()},
-                    upstream=entry.get("upstream", ""))
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        data = tomllib.loads(path.read_text("utf-8"))
+        return AutoconfSpec(
+            command=tuple(data["command"]), files=tuple(data["files"]),
+            replicas=tuple(_replica(entry, base) for entry in data.get("replica", ())))
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise NoRecipe(f"{path}: malformed autoconf file ({exc})") from exc
-    return None
+
+
+def _replica(entry: dict[str, Any], base: BaseSpec) -> Replica:
+    declared = entry["toolchain"]
+    return Replica(
+        name=str(entry["name"]),
+        reproduces=str(entry["reproduces"]),
+        images=tuple(entry.get("images", ())),
+        proven=tuple(entry.get("proven", ())),
+        toolchain=Toolchain(str(declared["autoconf"]), str(declared["aclocal"]),
+                            {str(k): str(v) for k, v in declared.get("serials", {}).items()}),
+        directory=str(entry["directory"]),
+        base=BaseSpec(entry["suite"], base.mirror, "apt", tuple(entry["packages"]),
+                      base.source_date_epoch),
+        versions=tuple(entry.get("versions", ())),
+        inputs=tuple(PinnedInput(str(i["name"]), str(i["url"]), str(i["sha256"]),
+                                 str(i.get("member", "")), str(i.get("member_sha256", "")))
+                     for i in entry.get("inputs", ())),
+        results={str(k): str(v) for k, v in entry.get("results", {}).items()},
+        upstream=str(entry.get("upstream", "")),
+    )
 
 
 def load_signers(directory: Path, series: str) -> Signers:
@@ -200,4 +218,4 @@ def plan(
     )
     return Plan(version, recipe, remote, artifacts, tuple(local_published),
                 load_signers(directory, version.series),
-                load_autoconf(directory, version.series, recipe.base))
+                load_autoconf(directory, recipe.base))

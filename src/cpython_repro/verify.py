@@ -67,14 +67,13 @@ class Verifier:
         rebuilder = rebuild.Rebuilder(docker, self.limits)
         generated = RegenCheck("skipped", detail="turned off (--no-regen-check)")
         if self.regen_check and plan.autoconf is None:
-            generated = RegenCheck("error", detail=f"recipes/autoconf.toml names no autoconf "
-                                                   f"image for {plan.version.series}")
+            generated = RegenCheck("error", detail="no recipes/autoconf.toml: nothing says "
+                                                   "how to regenerate configure")
         elif self.regen_check and plan.autoconf is not None:
             with step("regenerating configure in the autoconf image"):
-                made = images.ensure_autoconf(plan.autoconf, docker, self.fetcher)
+                generated, made = regen.Regenerator(rebuilder, self.fetcher).check(
+                    plan.autoconf, source, builder, outdir / "regen")
                 used += made
-                generated = regen.Regenerator(rebuilder).check(plan.autoconf, source,
-                                                               made[-1], outdir / "regen")
         with step("rebuilding and compressing in the builder container"):
             built = rebuilder.rebuild(plan, source, builder, outdir)
         rebuilt = {r.name: r for r in built.artifacts}

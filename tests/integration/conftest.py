@@ -14,12 +14,14 @@ import pytest
 from cpython_repro.cache import Cache
 from cpython_repro.dockerio import Docker
 from cpython_repro.images import ensure_autoconf, ensure_base
+from cpython_repro.models import Replica
 from cpython_repro.resolve import data_dir, load_recipe, plan
 from tests.conftest import docker_or_skip
 from tests.fixtures import minicpython, release, signing
 from tests.fixtures.server import Site, serve
 
 VERSION = "3.13.99"
+FIXTURE_REPLICA = "autoconf-2.71-devcontainers-2024.10.16"
 IMAGES_CACHE = Path("/var/tmp/cpython-repro-test-cache")
 
 
@@ -48,9 +50,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     IMAGES_CACHE.mkdir(parents=True, exist_ok=True)
     docker = Docker.connect()
     base = ensure_base(recipe.base, docker, Cache(IMAGES_CACHE))
-    spec = plan(VERSION).autoconf
-    assert spec is not None
-    autoconf = ensure_autoconf(spec, docker, Cache(IMAGES_CACHE))[-1].ref
+    # The fixture's generated files come from the 3.13 series' replica, so they declare a
+    # toolchain the check knows (test_generated also makes one it does not).
+    autoconf = ensure_autoconf(replica(FIXTURE_REPLICA), docker, Cache(IMAGES_CACHE))[-1].ref
     repo = minicpython.make_repo(root, VERSION,
                                  generate=lambda tree: regenerate(tree, autoconf))
     commit_time = int(minicpython.git(repo, "log", "-1", "--format=%ct", f"v{VERSION}"))
@@ -60,6 +62,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     recipes = signing.recipes_pinning(root, key, VERSION.rsplit(".", 1)[0])
     yield World(repo, tree, commit_time, base.ref, published, IMAGES_CACHE, key, recipes)
     key.stop()
+
+
+def replica(name: str) -> Replica:
+    spec = plan(VERSION).autoconf
+    assert spec is not None
+    return next(r for r in spec.replicas if r.name == name)
 
 
 def regenerate(tree: Path, image: str) -> None:

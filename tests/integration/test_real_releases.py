@@ -61,8 +61,8 @@ def images_for(release: RealRelease) -> None:
     docker, cache = Docker.connect(), Cache(CACHE)
     date = dt.datetime.fromtimestamp(release.commit_time, tz=dt.UTC).date()
     ensure_builder(p.recipe, p.recipe.blurb_for(date), docker, cache)
-    if p.autoconf is not None:
-        ensure_autoconf(p.autoconf, docker, cache)
+    for replica in p.autoconf.replicas if p.autoconf is not None else ():
+        ensure_autoconf(replica, docker, cache)
 
 
 def no_network() -> list[str]:
