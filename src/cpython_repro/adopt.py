@@ -239,7 +239,7 @@ class Adopter:
         shutil.copy(data_dir("containers") / "builder" / HELPER, job / HELPER)
         self.rebuilder.run(script(plan_, source, plans), source, image, workdir,
                            [f"adopted/{a.artifact}" for a in plans],
-                           extra=(Mount(inputs, "/adopt"),))
+                           extra=(Mount(inputs, "/adopt"),), fresh=("adopted",))
         out = {}
         for a in plans:
             path = workdir / "adopted" / a.artifact
@@ -264,8 +264,22 @@ def splice_gzip_header(path: Path, header: bytes) -> None:
     atomic_write(path, header + data[ours:])
 
 
+# Which findings of the strict comparison each adopted field answers.
+ANSWERS = {
+    "member order": ("member order",), "mtimes": ("mtime",), "owner": ("owner",),
+    "group": ("group",), "tar format": ("tar format", "header format", "header "),
+    "pax header names": ("pax header name",), "gzip header": ("gzip ",),
+    "gzip level": ("gzip xfl",), "xz layout": ("xz ",),
+}
+
+
 def _with_adoption(c: Comparison, adoption: Adoption | None) -> Comparison:
     if adoption is None:
         return c
+    found = {f.field for f in c.findings}
+    adoption = dataclasses.replace(adoption, fields=tuple(
+        dataclasses.replace(a, differed=any(f.startswith(ANSWERS.get(a.field, (a.field,)))
+                                            for f in found))
+        for a in adoption.fields))
     verdict = "identical-after-adoption" if adoption.identical else c.verdict
     return dataclasses.replace(c, verdict=verdict, adoption=adoption)

@@ -13,17 +13,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
 from cpython_repro.text import one_line
 
@@ -35,7 +38,7 @@ SHOWN_FINDINGS = 12
 
 
 def console(quiet: bool = False) -> Console:
-    return Console(stderr=False, quiet=quiet, highlight=False, soft_wrap=True, emoji=False)
+    return Console(stderr=False, quiet=quiet, highlight=False, soft_wrap=False, emoji=False)
 
 
 def _s(value: object) -> str:
@@ -43,50 +46,68 @@ def _s(value: object) -> str:
 
 
 def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
-    table = Table(title=None, show_lines=False, expand=False)
-    table.add_column("artifact")
-    table.add_column("verdict")
-    table.add_column("published sha256 / size")
-    table.add_column("rebuilt sha256 / size")
+    """One block per artifact, not a table: at 80 columns (a CI log) a table cuts the
+    names and verdicts that matter most."""
     for a in artifacts:
-        table.add_row(
-            _s(a["name"]), f"[{STYLE[a['verdict']]}]{_s(a['verdict'])}[/]",
-            f"{a['published']['sha256'][:16]}…  {a['published']['size']:,}",
-            f"{a['rebuilt']['sha256'][:16]}…  {a['rebuilt']['size']:,}",
-        )
-    out.print(table)
-    for a in artifacts:
+        out.print(f"[bold]{_s(a['name'])}[/]: [{STYLE[a['verdict']]}]{_s(a['verdict'])}[/]")
+        adoption = a.get("adoption") or {}
+        _say(out, f"  published {_digest(a['published'])}")
+        if a["verdict"] == "identical-after-adoption":
+            # Identical: the adopted rebuild has the published bytes, hence its size.
+            adopted = {**a["published"], "sha256": adoption["rebuilt_sha256"]}
+            _say(out, f"  rebuilt   {_digest(adopted)} (with the adopted metadata)")
+            _say(out, f"  strict    {_digest(a['rebuilt'])} (the recipe alone)")
+        else:
+            _say(out, f"  rebuilt   {_digest(a['rebuilt'])}")
         if a.get("error"):
-            out.print(f"[bold red]{_s(a['name'])}[/]: {_s(a['error'])}")
+            _say(out, f"  [bold red]error[/]: {_s(a['error'])}")
         _show_adoption(out, a)
         findings = a["findings"]
         if not findings:
             continue
-        out.print(f"[bold]{_s(a['name'])}[/] — {a['findings_total']} finding(s):")
+        _say(out, f"  {a['findings_total']} finding(s) (published, then rebuilt):")
         for f in findings[:SHOWN_FINDINGS]:
             mark = "[red]✗[/]" if f["kind"] == "content" else "[yellow]~[/]"
-            out.print(f"  {mark} {_s(f['kind'])}: {_s(f['explanation'])}")
+            _say(out, f"  {mark} {_s(f['kind'])}: {_s(f['explanation'])}")
         if a["findings_total"] > SHOWN_FINDINGS:
-            out.print(f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
+            _say(out, f"  … {a['findings_total'] - SHOWN_FINDINGS} more in the JSON report")
         d = a.get("diffoscope")
         if d:
             where = f": {d['text']}, {d['html']}" if d["text"] else ""
-            out.print(f"  diffoscope on {len(d['members'])} member(s): {_s(d['status'])}"
+            _say(out, f"  diffoscope on {len(d['members'])} member(s): {_s(d['status'])}"
                       f"{_s(where)}")
+
+
+def _say(out: Console, text: str) -> None:
+    """A line indented by its leading spaces, wrapped at the console's width with the same
+    indent, so a long finding stays readable at 80 columns."""
+    body = text.lstrip(" ")
+    indent = len(text) - len(body)
+    out.print(Padding(Text.from_markup(body, emoji=False), (0, 0, 0, indent), expand=False))
+
+
+def _digest(side: dict[str, Any]) -> str:
+    return f"{_s(side['sha256'][:16])}…  {side['size']:,} bytes"
 
 
 def _show_adoption(out: Console, a: dict[str, Any]) -> None:
     adoption = a.get("adoption")
     if not adoption:
         return
+    if not adoption["fields"]:  # refused before any rebuild
+        _say(out, f"  adoption was not attempted: {_s(adoption['detail'])}")
+        return
     if adoption["identical"]:
-        out.print(f"[bold]{_s(a['name'])}[/]: the published bytes, once these were adopted "
-                  "from it:")
+        out.print("  the published bytes, once this metadata was taken from the published "
+                  "artifact:")
     else:
-        out.print(f"[bold]{_s(a['name'])}[/]: adoption did not give the published bytes "
-                  f"({_s(adoption['detail'])})")
+        _say(out, f"  adoption did not give the published bytes: {_s(adoption['detail'])}")
+    same = [f["field"] for f in adoption["fields"] if not f.get("differed", True)]
     for f in adoption["fields"]:
-        out.print(f"  [cyan]adopted[/] {_s(f['field'])}: {_s(f['value'])}")
+        if f.get("differed", True):
+            _say(out, f"  [cyan]adopted[/] {_s(f['field'])}: {_s(f['value'])}")
+    if same:
+        _say(out, f"  (taken too, but already the same: {_s(', '.join(same))})")
 
 
 def show_verify(out: Console, data: dict[str, Any], report_path: str,
@@ -108,19 +129,21 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
               + (f" ({_s(' '.join(gen['command']))} in {_s(gen['image'])})" if gen["image"]
                  else "") + (f": {_s(gen['detail'])}" if gen["detail"] else ""))
     for m in gen["tool_mismatches"]:
-        out.print(f"  [yellow]~[/] {_s(m)}")
+        _say(out, f"  [yellow]~[/] {_s(m)}")
     for f in gen["files"]:
         if f["status"] != "same":
-            out.print(f"  [red]✗[/] {_s(f['explanation'])}")
+            _say(out, f"  [red]✗[/] {_s(f['explanation'])}")
+    _show_sbom(out, data)
     sigs = data["signatures"]
     style = {"verified": "green", "failed": "bold red"}.get(sigs["status"], "yellow")
     out.print(f"signatures: [{style}]{_s(sigs['status'])}[/]")
     for c in sigs["checks"]:
         mark = {"verified": "[green]✓[/]", "failed": "[red]✗[/]"}.get(c["status"], "[yellow]~[/]")
-        who = f" by {_s(c['signer'])}" if c["signer"] else ""
-        when = f" at {_s(c['signed_at'])}" if c["signed_at"] else ""
-        out.print(f"  {mark} {_s(c['artifact'])} {_s(c['kind'])}: {_s(c['status'])}{who}"
-                  f"{when}: {_s(c['detail'])}")
+        signer = ", ".join(x for x in (f"signer: {_s(c['signer'])}" if c["signer"] else "",
+                                       f"signed {_s(c['signed_at'])}" if c["signed_at"] else "")
+                           if x)
+        _say(out, f"  {mark} {_s(c['artifact'])} {_s(c['kind'])}: {_s(c['status'])}: "
+                  f"{_s(c['detail'])}" + (f" ({signer})" if signer else ""))
     for n in data.get("not_checked", []):
         out.print(f"[yellow]not checked:[/] {_s(n['artifact'])}: {_s(n['reason'])}")
     for a in data["artifacts"]:
@@ -135,13 +158,33 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
         out.print(f"[bold red]exit {data['exit_code']}:[/] {_s(reason)}")
 
 
+def _show_sbom(out: Console, data: dict[str, Any]) -> None:
+    bill = data.get("sbom")
+    if not bill:
+        return
+    style = {"match": "green", "absent": "yellow"}.get(bill["status"], "bold red")
+    if bill["status"] == "absent":
+        said = bill["detail"] or "no SBOM in this release"
+    else:
+        said = (f"{bill['files_checked']} vendored file(s) and {len(bill['packages'])} "
+                "package(s) checked against the tree")
+        said += "".join(f"; {r['name']}: {r['status']}" for r in bill["releases"])
+        if bill["detail"]:
+            said += f"; {bill['detail']}"
+    out.print(f"sbom: [{style}]{_s(bill['status'])}[/]: {_s(said)}")
+    for reason in bill["reasons"]:
+        _say(out, f"  [red]✗[/] {_s(reason)}")
+    for warning in data.get("warnings", []):
+        _say(out, f"  [yellow]![/] {_s(warning)}")
+
+
 def show_doctor(out: Console, checks: list[Any]) -> None:
     mark = {"ok": "[green]✓[/]", "missing": "[bold red]✗[/]", "optional": "[yellow]~[/]"}
     for c in checks:
         out.print(f"{mark[c.status]} {_s(c.name)}: {_s(c.found)}"
                   + (f"  [dim]({_s(c.needed_for)})[/]" if c.needed_for else ""))
         if c.status != "ok" and c.fix:
-            out.print(f"    fix: {_s(c.fix)}")
+            _say(out, f"    fix: {_s(c.fix)}")
     missing = [c.name for c in checks if c.status == "missing"]
     out.print("all set" if not missing else f"missing: {_s(', '.join(missing))}")
 
@@ -166,8 +209,9 @@ class Presenter:
         self._progress: Progress | None = None
         if live:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                      BarColumn(bar_width=20), DownloadColumn(),
-                                      TimeElapsedColumn(), console=self.err, transient=True)
+                                      _ForDownloads(BarColumn(bar_width=20)),
+                                      _ForDownloads(DownloadColumn()), TimeElapsedColumn(),
+                                      console=self.err, transient=True)
             self._progress.start()
 
     def _line(self, text: str) -> None:
@@ -205,13 +249,24 @@ class Presenter:
             self._progress.stop()
 
 
+class _ForDownloads(ProgressColumn):
+    """A byte bar or count for a download's line; nothing on a step's."""
+
+    def __init__(self, inner: ProgressColumn) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def render(self, task: Task) -> RenderableType:
+        return self.inner.render(task) if task.fields.get("download") else Text("")
+
+
 class _Bar:
     """A download's byte bar in the presenter (download.Progress); nothing off a terminal."""
 
     def __init__(self, progress: Progress | None, name: str, total: int | None,
                  initial: int) -> None:
         self._progress = progress
-        self._task = progress.add_task(name, total=total, completed=initial) \
+        self._task = progress.add_task(name, total=total, completed=initial, download=True) \
             if progress is not None else None
 
     def update(self, n: int) -> None:

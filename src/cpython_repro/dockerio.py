@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,8 +97,20 @@ def build_failure(build_log: Any, msg: str) -> str:
 
 
 class Docker:
+    """Shared by the threads of one run: containers run side by side, and stop_all() ends
+    every one of them at once (Ctrl-C, or a step that failed while others still run)."""
+
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._running: dict[str, Any] = {}
+
+    def stop_all(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for ctr in running:
+            with contextlib.suppress(*_DAEMON_ERRORS):
+                ctr.kill()
 
     @classmethod
     def connect(cls, timeout: int = 600) -> Docker:
@@ -227,6 +240,8 @@ class Docker:
                                      hint="run `make images`") from exc
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc, f"create a container of {image}") from exc
+        with self._lock:
+            self._running[ctr.id] = ctr
         try:
             ctr.start()
             yield ctr
@@ -234,11 +249,14 @@ class Docker:
             raise _unavailable(exc, f"run a container of {image}") from exc
         finally:
             # Always removed, on error and on Ctrl-C alike; but a daemon that stopped
-            # answering must not hold the run for the client's whole timeout.
-            api = self._client.api
-            saved, api.timeout = api.timeout, min(api.timeout, 30)
-            try:
-                with contextlib.suppress(*_DAEMON_ERRORS):
-                    ctr.remove(force=True)
-            finally:
-                api.timeout = saved
+            # answering must not hold the run for the client's whole timeout (the client is
+            # shared: its timeout is changed under the lock).
+            with self._lock:
+                self._running.pop(ctr.id, None)
+                api = self._client.api
+                saved, api.timeout = api.timeout, min(api.timeout, 30)
+                try:
+                    with contextlib.suppress(*_DAEMON_ERRORS):
+                        ctr.remove(force=True)
+                finally:
+                    api.timeout = saved

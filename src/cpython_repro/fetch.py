@@ -151,8 +151,8 @@ def fetch_published(plan: Plan,
 
 def fetch_signatures(plan: Plan, fetcher: Fetcher,
                      published: tuple[Published, ...]) -> tuple[SignatureFiles, ...]:
-    """Beside each artifact: .asc, .sigstore, or the older .sig + .crt. A local artifact's
-    signatures are given files, or files next to it, or else python.org's."""
+    """Beside each artifact: .asc, .sigstore, or the older .sig + .crt, and the release SBOM
+    (.spdx.json). A local artifact's are given files, or files next to it, or python.org's."""
     given = [p for p in plan.local_published if p.name.endswith(SIGNATURE_SUFFIXES)]
     urls = {a.name: a.url for a in plan.artifacts}
     out = []
@@ -178,7 +178,8 @@ def fetch_signatures(plan: Plan, fetcher: Fetcher,
         # .sig/.crt are looked for only where python.org said no .sigstore was published.
         sig = find(".sig") if bundle is None and ".sigstore" not in unavailable else None
         out.append(SignatureFiles(pub.name, find(".asc"), bundle, sig,
-                                  find(".crt") if sig is not None else None, unavailable))
+                                  find(".crt") if sig is not None else None, unavailable,
+                                  find(".spdx.json")))
     return tuple(out)
 
 

@@ -21,6 +21,14 @@ from typing import BinaryIO
 
 from cpython_repro.errors import ArtifactNotFound, InputError, OutputError
 
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: done once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
 KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"),
          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -76,6 +84,9 @@ def staged(path: Path) -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.tmp-")
+        # mkstemp makes 0600; what the tool writes is read by others (a web server, the
+        # container's user), so it gets the mode any file the caller creates would.
+        os.fchmod(fd, 0o666 & ~UMASK)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

@@ -191,7 +191,8 @@ class ArtifactPlan:
     recipe: ArtifactRecipe
 
 
-SIGNATURE_SUFFIXES = (".asc", ".sigstore", ".sig", ".crt")
+# Files published beside an artifact: its signatures and its release SBOM.
+SIGNATURE_SUFFIXES = (".asc", ".sigstore", ".sig", ".crt", ".spdx.json")
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ class SignatureFiles:
     sig: Path | None = None
     crt: Path | None = None
     unavailable: dict[str, str] = field(default_factory=dict)  # suffix -> why
+    sbom: Path | None = None  # the release SBOM, NAME.spdx.json
 
 
 @dataclass(frozen=True)
@@ -354,6 +356,7 @@ class AdoptedField:
 
     field: str  # "member order", "mtimes", "owner", "tar format", "gzip header", ...
     value: str  # what was taken, in words
+    differed: bool = True  # the strict rebuild had it otherwise (else it agreed already)
 
 
 @dataclass(frozen=True)

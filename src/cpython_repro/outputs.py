@@ -28,6 +28,7 @@ COLOUR = {"identical": "#1a7f37", "identical-after-adoption": "#2da44e", "same-c
           "#9a6700", "content-differs": "#cf222e", "error": "#cf222e", "verified": "#1a7f37",
           "match": "#1a7f37", "failed": "#cf222e", "differs": "#cf222e",
           "inconclusive": "#9a6700"}
+EVIDENCE_SKIPS = ("payload.tar",)  # 110 MB that the rebuilt artifacts decompress to
 EVIDENCE_LIMIT = 2 << 30  # rebuilt artifacts are ~50 MB; refuse to bundle a runaway directory
 
 
@@ -192,16 +193,18 @@ def sign_statement(stmt: dict[str, Any], path: Path) -> Path:
 
 
 def evidence(report_dir: Path, dest: Path) -> Path:
-    """Everything under report_dir (but the bundle itself) as a deterministic .tar.zst."""
+    """Everything under report_dir (but the bundle itself, and the uncompressed payload that
+    the rebuilt artifacts hold anyway) as a deterministic .tar.zst."""
     files = sorted(p for p in report_dir.rglob("*")
                    if p.is_file() and not p.is_symlink() and p != dest
                    and "work" not in p.relative_to(report_dir).parts[:1]
-                   and not p.name.startswith(".inputs-"))
+                   and p.relative_to(report_dir).as_posix() not in EVIDENCE_SKIPS
+                   and not p.name.startswith("."))
     total = sum(p.stat().st_size for p in files)
     if total > EVIDENCE_LIMIT:
         raise EnvironmentFailure(f"evidence: {total} bytes under {report_dir} is over "
                                  f"{EVIDENCE_LIMIT}; not bundled")
-    with staged(dest) as out, pyzstd.ZstdFile(out, "w", level_or_option=10) as raw, \
+    with staged(dest) as out, pyzstd.ZstdFile(out, "w", level_or_option=3) as raw, \
             tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for p in files:
             info = tarfile.TarInfo(f"evidence/{p.relative_to(report_dir).as_posix()}")

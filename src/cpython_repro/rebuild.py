@@ -1,7 +1,9 @@
 """Stage: release.py's export() and tarball(), step by step, inside the builder container.
 
-The recipe is data; this module turns it into one plain shell script that is kept with
-the results, so a reader can see exactly what ran.
+The recipe is data; this module turns it into plain shell scripts that are kept with the
+results (out/VERSION/job/), so a reader can see exactly what ran. The export and the tar
+payload are one job; each artifact's compression is a job of its own, so that the verifier
+can run them side by side and compare the payload while they run.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +19,19 @@ from pathlib import Path
 from cpython_repro.cache import sha256_file
 from cpython_repro.dockerio import Docker, Mount
 from cpython_repro.errors import RebuildFailed
-from cpython_repro.models import Image, Limits, Plan, RebuildResult, Rebuilt, Source
+from cpython_repro.files import atomic_write
+from cpython_repro.models import (
+    ArtifactPlan,
+    Image,
+    Limits,
+    Plan,
+    RebuildResult,
+    Rebuilt,
+    Source,
+)
 
 TOOLS_FILE = "tools.txt"
+PAYLOAD = "payload.tar"
 
 
 def clamp_time(commit_time: int) -> str:
@@ -68,21 +81,39 @@ def tar_options(plan: Plan, source: Source) -> list[str]:
             for o in plan.recipe.tar_options]
 
 
-def script(plan: Plan, source: Source) -> str:
+def export_script(plan: Plan, source: Source) -> str:
     q = shlex.quote
     tar_opts = " ".join(q(o) for o in tar_options(plan, source))
-    lines = [
+    return "\n".join([
         *export_lines(plan, source),
-        "# tarball(): one payload, compressed once per artifact",
+        "# tarball(): one payload; each artifact compresses it in a job of its own",
         f"step tar {tar_opts}",
-        f"tar cf /out/payload.tar {tar_opts} {q(plan.prefix)}",
-    ]
-    for art in plan.artifacts:
-        cmd = " ".join(q(c) for c in art.recipe.compress)
-        lines += [f"step {cmd} '>' {q(art.name)}",
-                  f"{cmd} < /out/payload.tar > {q('/out/' + art.name)}"]
-    lines += ["cd /out && rm -rf work", "step done"]
-    return "\n".join(lines) + "\n"
+        f"tar cf /out/{PAYLOAD}.tmp {tar_opts} {q(plan.prefix)}",
+        f"mv /out/{PAYLOAD}.tmp /out/{PAYLOAD}",
+        "cd /out && rm -rf work",
+        "step done",
+    ]) + "\n"
+
+
+def compress_script(art: ArtifactPlan) -> str:
+    q = shlex.quote
+    cmd = " ".join(q(c) for c in art.recipe.compress)
+    return "\n".join([
+        "set -eu",
+        "step() { printf '+ %s\\n' \"$*\"; }",
+        f"step {cmd} '<' {PAYLOAD} '>' {q(art.name)}",
+        f"{cmd} < /out/{PAYLOAD} > {q('/out/' + art.name + '.tmp')}",
+        f"mv {q('/out/' + art.name + '.tmp')} {q('/out/' + art.name)}",
+    ]) + "\n"
+
+
+@dataclass(frozen=True)
+class Exported:
+    payload: Path  # the uncompressed tar
+    sha256: str
+    tools: dict[str, str]
+    log: Path
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -90,45 +121,60 @@ class Rebuilder:
     docker: Docker
     limits: Limits = field(default_factory=Limits)
 
-    def rebuild(self, plan: Plan, source: Source, image: Image, outdir: Path) -> RebuildResult:
-        names = [a.name for a in plan.artifacts]
-        seconds = self.run(script(plan, source), source, image, outdir,
-                           ["payload.tar", *names])
-        artifacts = []
-        for name in names:
-            path = outdir / name
-            artifacts.append(Rebuilt(name, path, sha256_file(path), path.stat().st_size))
-        payload = outdir / "payload.tar"
+    def export(self, plan: Plan, source: Source, image: Image, outdir: Path) -> Exported:
+        seconds = self.run(export_script(plan, source), source, image, outdir,
+                           [PAYLOAD, TOOLS_FILE], job="export",
+                           doing="the export and tar payload")
         tools = parse_tools((outdir / TOOLS_FILE).read_text())
         tools["image"] = image.ref
         tools["image_id"] = image.image_id
-        return RebuildResult(payload, sha256_file(payload), tuple(artifacts), tools,
-                             outdir / "rebuild.log", seconds)
+        payload = outdir / PAYLOAD
+        return Exported(payload, sha256_file(payload), tools, outdir / "export.log", seconds)
+
+    def compress(self, art: ArtifactPlan, source: Source, image: Image,
+                 outdir: Path) -> tuple[Rebuilt, float]:
+        seconds = self.run(compress_script(art), source, image, outdir, [art.name],
+                           job=f"compress-{art.name}", doing=f"compressing {art.name}")
+        path = outdir / art.name
+        return Rebuilt(art.name, path, sha256_file(path), path.stat().st_size), seconds
+
+    def rebuild(self, plan: Plan, source: Source, image: Image, outdir: Path) -> RebuildResult:
+        """Export, then every artifact, one after the other (the verifier overlaps them)."""
+        exported = self.export(plan, source, image, outdir)
+        made = [self.compress(a, source, image, outdir) for a in plan.artifacts]
+        return RebuildResult(exported.payload, exported.sha256, tuple(r for r, _ in made),
+                             exported.tools, exported.log,
+                             exported.seconds + sum(t for _, t in made))
 
     def run(self, text: str, source: Source, image: Image, outdir: Path,
             outputs: list[str], extra: tuple[Mount, ...] = (),
-            doing: str = "the rebuild") -> float:
+            doing: str = "the rebuild", job: str = "rebuild",
+            fresh: tuple[str, ...] = ()) -> float:
         """Run one job script in the container; its outputs must appear in outdir. `doing`
-        names the job in errors."""
+        names the job in errors; `job` names its script (job/JOB.sh) and log (JOB.log);
+        `fresh`: directories the job makes anew, removed first (by the caller, who may be
+        root and own them after settle(): the container's user could not)."""
         outdir.mkdir(parents=True, exist_ok=True)
-        job = outdir / "job"
-        job.mkdir(exist_ok=True)
-        (job / "rebuild.sh").write_text(text)
+        jobs = outdir / "job"
+        jobs.mkdir(exist_ok=True)
+        atomic_write(jobs / f"{job}.sh", text.encode())
         if os.getuid() == 0:
             # The container's user must be able to write the results.
             outdir.chmod(0o777)
         for stale in outputs:
             (outdir / stale).unlink(missing_ok=True)
+        for stale in ("work", *fresh):
+            shutil.rmtree(outdir / stale, ignore_errors=True)
         started = time.monotonic()
         result = self.docker.run(
-            image.ref, ["sh", "/job/rebuild.sh"],
-            mounts=[Mount(source.repo, "/repo"), Mount(job, "/job"),
+            image.ref, ["sh", f"/job/{job}.sh"],
+            mounts=[Mount(source.repo, "/repo"), Mount(jobs, "/job"),
                     Mount(outdir, "/out", read_only=False), *extra],
             user=_container_user(), limits=self.limits,
         )
         seconds = time.monotonic() - started
-        log = outdir / "rebuild.log"
-        log.write_text(result.log)
+        log = outdir / f"{job}.log"
+        atomic_write(log, result.log.encode("utf-8", "replace"))
         if result.timed_out:
             raise RebuildFailed(f"{doing} took longer than {self.limits.seconds:.0f}s "
                                 f"and was stopped; log kept at {log}", log_path=str(log))
@@ -142,6 +188,20 @@ class Rebuilder:
             raise RebuildFailed(f"{doing} did not write {', '.join(missing)}; log kept at "
                                 f"{log}", log_path=str(log))
         return seconds
+
+
+def settle(outdir: Path) -> None:
+    """Run as root, the containers' user (1000) made the results and outdir was opened to it:
+    give everything back to root and close outdir again (0755), so the outputs look like any
+    other files the caller wrote."""
+    if os.getuid() != 0 or not outdir.is_dir():
+        return
+    for path in [outdir, *outdir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chown(path, 0, 0)
+        if path.is_dir():
+            path.chmod(0o755)
 
 
 def _container_user() -> str:

@@ -243,7 +243,8 @@ class Regenerator:
         try:
             self.rebuilder.run(script(spec), source, image, outdir, [TOOLS],
                                (Mount(tar_path, f"/in/{SOURCE_TAR}"),),
-                               doing=f"{' '.join(spec.command)} in {replica.name}")
+                               doing=f"{' '.join(spec.command)} in {replica.name}",
+                               fresh=("regenerated",))
         except RebuildFailed as exc:
             log = Path(exc.log_path) if exc.log_path else None
             cause = failure_cause(log.read_text("utf-8", "replace")) \

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpython_repro import __version__
+from cpython_repro import __version__, sbom
 from cpython_repro.errors import EXIT_DIVERGENCE, EXIT_OK
 from cpython_repro.files import atomic_write
 from cpython_repro.models import (
@@ -25,6 +25,7 @@ from cpython_repro.models import (
     SignatureCheck,
     Source,
 )
+from cpython_repro.sbom import SbomCheck
 from cpython_repro.signatures import artifact_status
 from cpython_repro.text import utf8
 
@@ -48,6 +49,8 @@ class VerifyReport:
     generated: RegenCheck = field(default_factory=lambda: RegenCheck("skipped"))
     not_checked: tuple[NotChecked, ...] = ()
     offline: bool = False
+    sbom: SbomCheck | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
 
     @property
     def verdict(self) -> str:
@@ -64,6 +67,8 @@ class VerifyReport:
         if self.signature_status != "skipped":
             out += _signature_reasons(self.signatures, [c.artifact for c in self.comparisons])
         out += _generated_reasons(self.generated)
+        if self.sbom is not None:
+            out += sbom.reasons(self.sbom)
         return out
 
     def toolchain_mismatches(self) -> list[str]:
@@ -187,6 +192,10 @@ def to_json(r: VerifyReport) -> dict[str, Any]:
         "offline": r.offline,
         "verdict": r.verdict,
         "exit_code": r.exit_code,
+        "sbom": sbom.to_json(r.sbom) if r.sbom is not None else None,
+        # Not a verdict: stale version fields in the SBOM, shown beside it.
+        "warnings": sbom.warnings(r.sbom) if r.sbom is not None else [],
+        "timings": r.timings,
         "reasons": r.reasons(),
     })
     return data

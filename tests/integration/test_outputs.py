@@ -43,7 +43,7 @@ def test_html_evidence_and_statement(world: World, site: Site, tmp_path: Path) -
     with pyzstd.ZstdFile(out / "evidence.tar.zst") as raw, \
             tarfile.open(fileobj=raw, mode="r|") as tar:
         names = {m.name: m for m in tar}
-    for must in ("report.json", "report.html", "rebuild.log", "job/rebuild.sh",
+    for must in ("report.json", "report.html", "export.log", "job/export.sh",
                  f"Python-{VERSION}.tgz", f"Python-{VERSION}.tar.xz", "regen/rebuild.log",
                  "statement.intoto.json"):
         assert f"evidence/{must}" in names, sorted(names)
@@ -164,20 +164,34 @@ def test_terminal_shows_each_long_step_and_pipes_stay_plain(world: World, site: 
     cmd = [sys.executable, "-m", "cpython_repro", "verify", VERSION, "--remote",
            str(world.repo), "--base-url", site.base_url, "--recipes", str(world.recipes),
            "--cache-dir", str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite")]
-    # On a terminal (a pseudo-terminal made by script(1)): a line per finished step.
+    # On an 80-column terminal (a pseudo-terminal made by script(1)): a line per finished
+    # step with its duration, the content verdict as soon as it is known, and a summary
+    # that cuts neither names nor verdicts.
     shown = subprocess.run(["script", "-qec", " ".join([*cmd, "--out", str(tmp_path / "t")]),
-                            "/dev/null"], env={**env, "COLUMNS": "150"}, capture_output=True,
-                           text=True, timeout=300)
+                            "/dev/null"], env={**env, "COLUMNS": "80", "LINES": "40"},
+                           capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stdout[-2000:]
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.stdout)
-    for done in (f"✓ fetching tag v{VERSION}", "✓ downloading the published artifacts",
-                 "✓ checking signatures", "✓ regenerating configure in the autoconf image",
-                 "✓ rebuilding and compressing in the builder container",
-                 f"✓ comparing Python-{VERSION}.tgz"):
+    for done in (f"✓ fetching tag v{VERSION} (", "✓ downloading the published artifacts (",
+                 "✓ fetching and checking signatures (",
+                 "✓ regenerating configure in the autoconf image (",
+                 "✓ exporting the tag and writing the tar payload (",
+                 f"✓ compressing Python-{VERSION}.tar.xz (xz -T1) (",
+                 f"→ Python-{VERSION}.tgz: content identical"):
         assert done in text, text[-3000:]
-    # Through a pipe: the same summary, no spinners, no colour codes.
+    for name in (f"Python-{VERSION}.tgz: identical", f"Python-{VERSION}.tar.xz: identical"):
+        assert name in text, text[-3000:]
+    summary = text[text.index(f"CPython {VERSION}"):]
+    assert max(len(line) for line in summary.splitlines()) <= 80, summary
+    assert "0/? bytes" not in text  # no byte bar on a step that is no download
+    # Through a pipe (as in CI): plain lines stamped with the time, no escape codes, a
+    # line when each step starts and one when it ends.
     piped = subprocess.run([*cmd, "--out", str(tmp_path / "p")], env=env,
                            capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0
-    assert "\x1b[" not in piped.stdout + piped.stderr and "✓ fetching" not in piped.stderr
+    assert "\x1b[" not in piped.stdout + piped.stderr
+    lines = piped.stderr.strip().splitlines()
+    assert all(re.match(r"\[ *\d+\.\d s\] ", line) for line in lines), lines
+    assert any(line.endswith(f"fetching tag v{VERSION} ...") for line in lines), lines
+    assert any(re.search(r"✓ compressing .*\(\d+\.\d s\)$", line) for line in lines), lines
     assert "verdict: identical" in piped.stdout

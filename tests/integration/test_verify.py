@@ -61,7 +61,13 @@ def test_untouched_artifacts_are_identical(world: World, site: Site, tmp_path: P
         ["git", "-C", str(world.repo), "rev-parse", f"v{VERSION}^{{commit}}"],
         capture_output=True, text=True, check=True).stdout.strip()
     # The script that ran is kept beside the report.
-    assert "blurb merge" in (tmp_path / "out" / "job" / "rebuild.sh").read_text()
+    assert "blurb merge" in (tmp_path / "out" / "job" / "export.sh").read_text()
+    assert "xz -T1" in (tmp_path / "out" / "job" / f"compress-Python-{VERSION}.tar.xz.sh"
+                        ).read_text()
+    # Content first: the payload is compared while the artifacts are compressed.
+    timings = report["timings"]
+    assert timings["content verdict at"] < timings["total"]
+    assert {f"compress Python-{VERSION}{s}" for s in (".tgz", ".tar.xz")} <= set(timings)
 
 
 def test_warm_run_reuses_cache_and_revalidates(world: World, site: Site, tmp_path: Path) -> None:
@@ -71,7 +77,7 @@ def test_warm_run_reuses_cache_and_revalidates(world: World, site: Site, tmp_pat
     assert verify(world, site, tmp_path)[0] == 0
     # Revalidated, not downloaded again; only files that were absent (404) are asked again.
     gets = [path for method, path, _ in site.requests if method == "GET"]
-    assert all(p.endswith((".sigstore", ".sig")) for p in gets), site.requests
+    assert all(p.endswith((".sigstore", ".sig", ".spdx.json")) for p in gets), site.requests
     heads = {path.rsplit("/", 1)[1] for method, path, _ in site.requests if method == "HEAD"}
     assert heads == {f"Python-{VERSION}{s}" for s in (".tgz", ".tar.xz", ".tgz.asc",
                                                       ".tar.xz.asc")}

@@ -25,6 +25,12 @@ FORGED = "verdict: identical  exit 0"
 CONTROL = [chr(c) for c in range(32) if c != 10] + ["\x7f", "\x9b", "\u202e"]
 
 
+@pytest.fixture(autouse=True)
+def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines are wrapped at the console's width; these tests look for escaped names whole.
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
 def compare_cli(tmp_path: Path, published: bytes, *extra: str,
                 name: str = "pub.tar") -> int:
     pub, reb = tmp_path / name, tmp_path / "reb.tar"
