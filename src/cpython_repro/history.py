@@ -18,7 +18,7 @@ from typing import Any
 from cpython_repro import files
 from cpython_repro.errors import BadVersion, OutputError
 from cpython_repro.files import atomic_write, kind
-from cpython_repro.outputs import CSS, badge
+from cpython_repro.outputs import COLOUR, CSS, badge
 from cpython_repro.resolve import parse_version
 from cpython_repro.text import utf8
 
@@ -238,6 +238,18 @@ def _same_run(report: Path, run: dict[str, Any]) -> bool:
     return bool(data.get("started") == run["started"] and data.get("version") == run["version"])
 
 
+def _word(verdict: str | None) -> str:
+    """A verdict in its colour that wraps like text (a pill does not, in a narrow column)."""
+    if not verdict:
+        return ""
+    return f"<b style='color:{COLOUR.get(verdict, '#57606a')}'>{_e(verdict)}</b>"
+
+
+def _when(iso: str | None) -> str:
+    """'2026-11-25T19:32:36+00:00' as '2026-11-25 19:32Z': short enough for a column."""
+    return (iso or "")[:16].replace("T", " ") + ("Z" if iso else "")
+
+
 def _row(release: Release, published: list[str]) -> str:
     run = release.shown
     v = _e(release.version)
@@ -250,9 +262,9 @@ def _row(release: Release, published: list[str]) -> str:
         arts = f"<span class='muted'>no verdict yet: {_e(run['error'] or '')}</span>"
     files = " · ".join(f"<a href='{v}/{_e(n)}'>{_e(n.rstrip('/'))}</a>"
                        for n in published if n != "report.html")
-    verified = _e(run["finished"] or "") if release.decided is not None else "—"
+    verified = _e(_when(run["finished"])) if release.decided is not None else "—"
     earlier = "".join(
-        f"<li>{_e((r['finished'] or '')[:16])} {badge(r['verdict']) if r['verdict'] else ''}"
+        f"<li>{_e(_when(r['finished']))} {_word(r['verdict'])}"
         f" exit {_e(r['exit_code'])}{': ' + _e(r['error']) if r['error'] else ''}</li>"
         for r in release.runs[:10])
     more = f"<li>… {len(release.runs) - 10} more</li>" if len(release.runs) > 10 else ""
@@ -280,7 +292,8 @@ def write_site(history: Path, outdir: Path, outputs: list[Path] | None = None) -
             f"<p class='muted'>{len(rows)} release(s), newest first; generated {_e(now)}. "
             "Each was rebuilt from its git tag in pinned containers and compared bit for bit "
             "with what python.org publishes. <a href='history.sqlite'>history.sqlite</a> "
-            "holds every run.</p><table><thead><tr><th>release</th><th>verdict</th>"
+            "holds every run.</p><table style='width:100%'><thead><tr><th>release</th>"
+            "<th>verdict</th>"
             "<th>artifacts</th><th>signatures</th><th>generated files</th><th>verified</th>"
             f"<th>toolchain, files</th><th>runs</th></tr></thead><tbody>{''.join(rows)}"
             "</tbody></table></body></html>\n")

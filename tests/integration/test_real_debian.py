@@ -146,7 +146,7 @@ def test_mtimes_and_owner_only_are_same_content(orig: Path, tmp_path: Path) -> N
     assert c.verdict == "same-content", [f.explanation for f in c.findings[:5]]
     assert not content_paths(c)
     by_field = {f.field: f.explanation for f in c.findings}
-    assert by_field["owner"].startswith(f"all {c.members_published} members: owner 0/-")
+    assert by_field["owner"].startswith(f"all {c.members_published} members: owner: published 0/-")
     assert by_field["mtime"].startswith(f"all {c.members_published} members")
 
 

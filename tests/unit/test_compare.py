@@ -69,7 +69,7 @@ def test_owner_everywhere_is_one_grouped_metadata_finding(tmp_path: Path) -> Non
     assert c.verdict == "same-content"
     owners = [f for f in c.findings if f.field == "owner"]
     assert len(owners) == 1
-    assert owners[0].explanation == "all 12 members: owner 1000/pablogsal instead of 0/-"
+    assert owners[0].explanation == "all 12 members: owner: published 1000/pablogsal, rebuilt 0/-"
 
 
 def test_member_order_and_format_are_metadata(tmp_path: Path) -> None:

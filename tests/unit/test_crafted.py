@@ -320,8 +320,8 @@ def test_extra_zero_records_after_the_end_marker_are_named(tmp_path: Path) -> No
     c = run(tmp_path, clean() + bytes(512 * 18))
     assert c.verdict == "same-content"
     padding = 512 - len(b"This is Python\n")  # of the last member, README.rst
-    assert f"end of archive: {padding + 10240} bytes after the last member's data instead " \
-        f"of {padding + 1024}" in fields(c)["end of archive"]
+    assert f"end of archive: bytes after the last member's data: published {padding + 10240}, " \
+        f"rebuilt {padding + 1024}" in fields(c)["end of archive"]
 
 
 def test_nonzero_padding_inside_the_archive_is_named(tmp_path: Path) -> None:

@@ -288,7 +288,7 @@ def _compression_findings(pub: Listing, reb: Listing,
                                f"{pub.compression} {key}: published {a}, rebuilt {b}"))
     if pub.tar_format != reb.tar_format:
         out.append(Finding("metadata", "", "tar format", pub.tar_format, reb.tar_format,
-                           f"tar format {pub.tar_format} instead of {reb.tar_format}"))
+                           f"tar format: published {pub.tar_format}, rebuilt {reb.tar_format}"))
     return out
 
 
@@ -306,8 +306,8 @@ def _member_findings(pub: Listing, reb: Listing,
         # last member: nothing is extracted from them, but they are bytes that differ.
         out.append(Finding("metadata", "", "end of archive", str(pub.end_size),
                            str(reb.end_size),
-                           f"end of archive: {pub.end_size} bytes after the last member's "
-                           f"data instead of {reb.end_size}"
+                           f"end of archive: bytes after the last member's data: published "
+                           f"{pub.end_size}, rebuilt {reb.end_size}"
                            + (" (the same length, other bytes: non-zero padding)"
                               if pub.end_size == reb.end_size else "")))
     pmap, rmap = _by_path(pub.members, out, "published"), _by_path(reb.members, out, "rebuilt")
@@ -332,7 +332,7 @@ def _member_findings(pub: Listing, reb: Listing,
                 else:
                     x, y = _show(str(get(a))), _show(str(get(b)))
                     out.append(Finding("content", path, name, x, y,
-                                       f"{_show(path)}: {name} {x} instead of {y}"))
+                                       f"{_show(path)}: {name}: published {x}, rebuilt {y}"))
     out += _explain_content(changed, pmap, rmap, kept)
     for name, get in METADATA_FIELDS:
         diffs = [(p, _show(str(get(pmap[p]))), _show(str(get(rmap[p])))) for p in common
@@ -480,15 +480,15 @@ def _by_path(members: Iterable[Member], out: list[Finding], side: str) -> dict[s
 
 def _grouped(field: str, diffs: list[tuple[str, str, str]], total: int) -> list[Finding]:
     if len(diffs) <= GROUP_AFTER:
-        return [Finding("metadata", p, field, a, b, f"{_show(p)}: {field} {a} instead of {b}")
-                for p, a, b in diffs]
+        return [Finding("metadata", p, field, a, b,
+                        f"{_show(p)}: {field}: published {a}, rebuilt {b}") for p, a, b in diffs]
     (a, b), n = Counter((a, b) for _, a, b in diffs).most_common(1)[0]
     who = f"all {total} members" if len(diffs) == total else f"{len(diffs)} of {total} members"
     if n == len(diffs):
-        text = f"{who}: {field} {a} instead of {b}"
+        text = f"{who}: {field}: published {a}, rebuilt {b}"
     else:
         p0, a0, b0 = diffs[0]
-        text = f"{who}: {field} differs, e.g. {_show(p0)}: {a0} instead of {b0}"
+        text = f"{who}: {field} differs, e.g. {_show(p0)}: published {a0}, rebuilt {b0}"
     return [Finding("metadata", f"({len(diffs)} members)", field, a, b, text)]
 
 
