@@ -285,11 +285,28 @@ class _UsageError(ReproError):
     exit_code = EXIT_INPUT
 
 
+DESCRIPTION = """\
+Rebuild a CPython source release (Python-X.Y.Z.tgz and .tar.xz) from its git tag in pinned
+containers, the way python.org's release tooling makes it, and compare it bit for bit with
+what was published: every difference named (member, field, bytes), signatures checked,
+configure regenerated, the SBOM checked."""
+EPILOG = """\
+examples:
+  cpython-repro verify 3.13.5
+  cpython-repro verify 3.13.5 --published python3.13_3.13.5.orig.tar.xz --offline
+  cpython-repro compare Python-3.13.5.tar.xz rebuilt.tar.xz
+  cpython-repro doctor
+
+exit codes: 0 verified, 1 a divergence or a check that did not pass (the reasons are
+printed last), 2 bad input, 3 the environment failed (Docker, network, disk)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Defaults a scheduled job can set once for every command (a mirror, a local clone).
     remote = os.environ.get("CPYTHON_REPRO_REMOTE") or resolve.DEFAULT_REMOTE
     base_url = os.environ.get("CPYTHON_REPRO_BASE_URL") or resolve.DEFAULT_BASE_URL
-    p = _Parser(prog="cpython-repro", description=__doc__)
+    p = _Parser(prog="cpython-repro", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"cpython-repro {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("--cache-dir", help="default: $XDG_CACHE_HOME/cpython-repro")
@@ -403,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    given = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in given or "--verbose" in given
+    if not given:  # no command: how to use it, not an error about a missing argument
+        build_parser().print_help(sys.stderr)
+        return EXIT_INPUT
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

@@ -151,8 +151,8 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
             out.print(f"[yellow]note:[/] {_s(a['name'])}: {_s(a['origin_note'])}")
     show_outputs(out, written or {})
     style = STYLE[data["verdict"]]
-    out.print(f"verdict: [{style}]{_s(data['verdict'])}[/]  exit {data['exit_code']}  "
-              f"report: {_s(report_path)}")
+    out.print(f"report: {_s(report_path)}")
+    out.print(f"verdict: [{style}]{_s(data['verdict'])}[/]  exit {data['exit_code']}")
     # A non-zero exit explains itself: one line per reason, last on the screen.
     for reason in data.get("reasons", []):
         out.print(f"[bold red]exit {data['exit_code']}:[/] {_s(reason)}")

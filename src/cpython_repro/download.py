@@ -4,28 +4,51 @@ What is stored is what the server sent, whole. A download is resumed (Range, If-
 only when the server states the whole file's sha256 (Repr-Digest, or Digest), and the
 resumed file is stored only when it has that digest: the partial bytes on disk are not
 trusted. Without a stated digest an interrupted download starts over.
+
+urllib3 (installed with docker and sigstore) carries the requests: its Retry retries what
+fails to connect and the answers worth asking again (429 and 5xx), with backoff, obeying
+Retry-After up to a bound; a body cut off midway is resumed or restarted here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import http.client
+import functools
 import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import urllib3
+from urllib3.util import Retry
 
 from cpython_repro.cache import Cache, atomic_write, key, locked, sha256_file
 from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkError, Offline
 
 CHUNK = 1 << 16
 DEFAULT_MAX_BYTES = 512 << 20  # a CPython source tarball is ~30 MB; 512 MiB is absurd already
+AGAIN = frozenset({429, 500, 502, 503, 504})  # answers that may change if asked again
+AGENT = {"User-Agent": "cpython-repro/0.1"}
+
+
+class _Retry(Retry):
+    """Retry-After is obeyed, but bounded: a server cannot park the run for a day."""
+
+    MAX_AFTER = 60.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, self.MAX_AFTER)
+
+
+@functools.cache
+def _pool() -> urllib3.PoolManager:
+    return urllib3.PoolManager(headers=AGENT)
 
 ProgressFactory = Callable[[str, int | None, int], "Progress"]
 
@@ -83,6 +106,7 @@ class Fetcher:
             part = self.cache.partial(url)
             part.parent.mkdir(parents=True, exist_ok=True)
             last: Exception | None = None
+            # Statuses and connections are retried by urllib3; here, a body cut off midway.
             for attempt in range(self.attempts):
                 if attempt:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -91,7 +115,7 @@ class Fetcher:
                     break
                 except NetworkError as exc:  # DownloadIncomplete included
                     last = exc
-                    if isinstance(exc, _Fatal):
+                    if not isinstance(exc, (DownloadIncomplete, _Again)):
                         raise
             else:
                 raise last or NetworkError(f"{url}: no attempt made")
@@ -106,21 +130,38 @@ class Fetcher:
     def _cached(url: str, blob: Path, note: str = "") -> Downloaded:
         return Downloaded(url, blob, blob.name, blob.stat().st_size, True, note)
 
+    def _retry(self) -> Retry:
+        return _Retry(total=self.attempts - 1, read=0, redirect=5,
+                      backoff_factor=self.backoff, status_forcelist=AGAIN,
+                      allowed_methods={"GET", "HEAD"}, respect_retry_after_header=True,
+                      raise_on_status=False)
+
+    def _request(self, method: str, url: str, headers: dict[str, str]) -> Any:
+        """The response (its body not read yet), or NetworkError when no server answered."""
+        try:
+            return _pool().request(method, url, headers=headers, retries=self._retry(),
+                                   timeout=urllib3.Timeout(connect=self.timeout,
+                                                           read=self.timeout),
+                                   preload_content=False, decode_content=False)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise NetworkError(f"{url}: cannot connect ({reason})") from exc
+
     def _revalidate(self, url: str, validator: str) -> str:
         """"same", "changed" (a republished file at the same URL must be noticed), or why
         the server could not say."""
         header = "If-None-Match" if validator.startswith(('"', "W/")) else "If-Modified-Since"
-        req = urllib.request.Request(url, method="HEAD", headers={header: validator})  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
-                return "same" if now and now == validator else "changed"
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                return f"HTTP {exc.code} {exc.reason}"
-            return "same" if exc.code == 304 else "changed"
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            return f"cannot connect ({getattr(exc, 'reason', exc)})"
+            resp = self._request("HEAD", url, {header: validator})
+        except NetworkError as exc:
+            return exc.one_line().removeprefix(f"{url}: ")
+        with resp:
+            if resp.status >= 500 or resp.status == 429:
+                return f"HTTP {resp.status} {resp.reason}"
+            if resp.status == 304:
+                return "same"
+            now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            return "same" if resp.status == 200 and now and now == validator else "changed"
 
     def _transfer(self, url: str, part: Path) -> None:
         have = part.stat().st_size if part.exists() else 0
@@ -131,21 +172,18 @@ class Fetcher:
             headers["If-Range"] = meta["validator"]
         else:
             have = 0  # no digest to check a resumed file against: start over
-        req = urllib.request.Request(url, headers=headers)  # noqa: S310 (http and https only, checked in fetch)
-        try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310
-        except urllib.error.HTTPError as exc:
-            if exc.code in (404, 410):
-                raise _NotFound(f"{url}: HTTP {exc.code}, no such artifact") from exc
-            if exc.code == 416:  # our partial is stale or complete-and-unknown: start over
+        resp = self._request("GET", url, headers)
+        if resp.status >= 400:
+            resp.release_conn()
+            if resp.status in (404, 410):
+                raise _NotFound(f"{url}: HTTP {resp.status}, no such artifact")
+            if resp.status == 416:  # our partial is stale or complete-and-unknown: start over
                 part.unlink(missing_ok=True)
-                raise NetworkError(f"{url}: HTTP 416, restarting download") from exc
-            if 400 <= exc.code < 500:
-                raise _Fatal(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-            raise NetworkError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise NetworkError(f"{url}: cannot connect ({reason})") from exc
+                raise _Again(f"{url}: HTTP 416, restarting download")
+            if resp.status in AGAIN:  # asked again already, with backoff and Retry-After
+                raise NetworkError(f"{url}: HTTP {resp.status} {resp.reason}, "
+                                   f"{self.attempts} attempt(s)")
+            raise NetworkError(f"{url}: HTTP {resp.status} {resp.reason}")
         with resp:
             if resp.status == 200:
                 have = 0  # the server ignored our range or the file changed: full body
@@ -167,17 +205,17 @@ class Fetcher:
             bar = self.progress(url.rsplit("/", 1)[-1], expected, have)
             got = have
             try:
-                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
                 with os.fdopen(fd, "wb") as out:
                     out.seek(have)
                     out.truncate()
                     while True:
                         try:
                             chunk = resp.read(CHUNK)
-                        except (http.client.IncompleteRead, OSError) as exc:
+                        except (urllib3.exceptions.HTTPError, OSError) as exc:
                             raise DownloadIncomplete(
-                                f"{url}: connection lost after {got} of {expected} bytes"
-                            ) from exc
+                                f"{url}: truncated: the connection was lost after {got} of "
+                                f"{expected} bytes") from exc
                         if not chunk:
                             break
                         got += len(chunk)
@@ -192,12 +230,16 @@ class Fetcher:
         if want and sha256_file(part) != want:
             part.unlink(missing_ok=True)
             _meta(part).unlink(missing_ok=True)
-            raise NetworkError(f"{url}: the {'resumed ' if have else ''}download does not "
-                               "have the sha256 the server states; starting over")
+            raise _Again(f"{url}: the {'resumed ' if have else ''}download does not have "
+                         "the sha256 the server states; starting over")
 
 
 class _Fatal(NetworkError):
     """Not worth retrying: the answer will not change."""
+
+
+class _Again(NetworkError):
+    """Worth one more try from here: the partial file was thrown away."""
 
 
 class _NotFound(ArtifactNotFound, _Fatal):
@@ -220,11 +262,11 @@ _STATED = (("Repr-Digest", re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/]+=*):",
            ("Digest", re.compile(r"(?:^|,)\s*sha-256=([A-Za-z0-9+/]+=*)", re.I)))
 
 
-def _stated_sha256(headers: http.client.HTTPMessage) -> str:
+def _stated_sha256(headers: Any) -> str:
     """The whole file's sha256 as the server states it (RFC 9530 Repr-Digest, or RFC 3230
     Digest), hex; "" when it states none."""
     for name, pattern in _STATED:
-        for value in headers.get_all(name) or ():
+        for value in headers.getlist(name):
             m = pattern.search(value)
             try:
                 raw = base64.b64decode(m[1], validate=True) if m else b""

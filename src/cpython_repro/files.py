@@ -113,7 +113,7 @@ def publish(tmp: Path, path: Path) -> None:
             raise
         # A file system without hard links: create exclusively, without following.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         except FileExistsError:
             pass
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,29 @@ def test_500_is_retried_then_network_error(site: Site, tmp_path: Path) -> None:
         fetcher(tmp_path, attempts=3).get(url)
     assert info.value.exit_code == 3
     assert len([r for r in site.requests if r[0] == "GET"]) == 3
+
+
+def test_429_waits_as_retry_after_says(site: Site, tmp_path: Path) -> None:
+    url = site.put("3.13.5", "a.tgz", DATA)
+    site.faults["/ftp/python/3.13.5/a.tgz"] = "429:1"
+    started = time.monotonic()
+    got = fetcher(tmp_path).get(url)
+    assert got.path.read_bytes() == DATA
+    assert time.monotonic() - started >= 1.0  # waited as asked, not the 0.01 s backoff
+    assert [m for m, _, _ in site.requests] == ["GET", "GET"]
+
+
+def test_retry_after_is_bounded(site: Site, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server asking for a day's pause gets at most a minute (shortened here)."""
+    from cpython_repro import download
+
+    monkeypatch.setattr(download._Retry, "MAX_AFTER", 0.2)
+    url = site.put("3.13.5", "a.tgz", DATA)
+    site.faults["/ftp/python/3.13.5/a.tgz"] = "429:86400"
+    started = time.monotonic()
+    assert fetcher(tmp_path).get(url).path.read_bytes() == DATA
+    assert time.monotonic() - started < 5
 
 
 def test_truncation_resumes_with_range(site: Site, tmp_path: Path) -> None:
@@ -99,7 +123,7 @@ def test_server_that_always_stalls_is_a_clear_network_error(site: Site, tmp_path
     site.faults["/ftp/python/3.13.5/a.tgz"] = "stall"
     with pytest.raises(NetworkError) as info:
         fetcher(tmp_path, timeout=0.5, attempts=2).get(url)
-    assert "connection lost after" in info.value.one_line()
+    assert "the connection was lost after" in info.value.one_line()
     assert info.value.exit_code == 3
     assert not list((tmp_path / "cache" / "blobs").rglob("*.tgz"))
 

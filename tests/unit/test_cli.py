@@ -1,0 +1,30 @@
+"""The command line as a newcomer meets it: a bare command shows how to use it, --help
+speaks to users, and a usage error is one line with exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpython_repro.cli import main
+
+
+def test_bare_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cpython-repro")
+    assert "verify" in err and "exit codes:" in err
+
+
+def test_help_is_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "compare it bit for bit with what was published" in out
+    assert "thin" not in out and "main()" not in out  # no developer docstring
+
+
+def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cpython-repro: error:")
