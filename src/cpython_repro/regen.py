@@ -25,6 +25,7 @@ from cpython_repro import images
 from cpython_repro.dockerio import Mount
 from cpython_repro.download import Fetcher
 from cpython_repro.errors import RebuildFailed
+from cpython_repro.files import atomic_write
 from cpython_repro.models import (
     AutoconfSpec,
     GeneratedFile,
@@ -257,7 +258,7 @@ class Regenerator:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
             if name in committed:
-                path.write_bytes(committed[name])
+                atomic_write(path, committed[name])
         files = tuple(compare_file(name, outdir / "committed" / name,
                                    outdir / "regenerated" / name, outdir, spec.command)
                       for name in spec.files)
@@ -299,7 +300,7 @@ def compare_file(name: str, committed: Path, regenerated: Path, outdir: Path,
     old = committed.read_text("utf-8", "replace").splitlines(keepends=True)
     new = regenerated.read_text("utf-8", "replace").splitlines(keepends=True)
     diff = list(difflib.unified_diff(old, new, f"committed/{name}", f"regenerated/{name}"))
-    (outdir / f"{name}.diff").write_text("".join(diff))
+    atomic_write(outdir / f"{name}.diff", "".join(diff).encode("utf-8", "replace"))
     only_committed = [ln[1:].rstrip("\n") for ln in diff
                       if ln.startswith("-") and not ln.startswith("---")]
     only_regen = [ln for ln in diff if ln.startswith("+") and not ln.startswith("+++")]

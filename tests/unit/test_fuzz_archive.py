@@ -4,10 +4,8 @@ mutated archive is never called identical to the original. `make fuzz` runs athe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
-import lzma
 import os
 import shutil
 import subprocess
@@ -15,7 +13,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import pyzstd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +32,7 @@ from tests.crafted import (
     sparse_data,
     zstd_skippable,
 )
+from tests.unit.test_compare_properties import compress
 
 
 def sample_tar() -> bytes:
@@ -53,8 +51,7 @@ def sample_tar() -> bytes:
 
 
 TAR = sample_tar()
-SAMPLES = {"tar": TAR, "gzip": gzip.compress(TAR, mtime=0), "xz": lzma.compress(TAR),
-           "zstd": bytes(pyzstd.compress(TAR))}
+SAMPLES = {how: compress(TAR, how) for how in ("tar", "gzip", "xz", "zstd")}
 
 
 def listing_or_clear_error(data: bytes) -> None:
@@ -190,14 +187,9 @@ def crafted_archives(draw: st.DrawFn) -> bytes:
     payload = archive(*draw(st.lists(crafted_parts(), min_size=1, max_size=6)),
                       end=draw(st.sampled_from([1, 2, 2, 20])))
     how = draw(st.sampled_from(["tar", "gzip", "xz", "zstd", "zstd-skip"]))
-    if how == "gzip":
-        return gzip.compress(payload, mtime=0)
-    if how == "xz":
-        return lzma.compress(payload)
-    if how == "zstd":
-        return bytes(pyzstd.compress(payload))
     if how == "zstd-skip":
-        return zstd_skippable(bytes(pyzstd.compress(payload)))
+        return zstd_skippable(compress(payload, "zstd"))
+    return compress(payload, how)
     return payload
 
 

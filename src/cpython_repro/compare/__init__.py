@@ -42,16 +42,21 @@ CONTENT_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
     ("link target", lambda m: m.linkname),
     ("content", lambda m: m.sha256),
 )
-METADATA_FIELDS: tuple[tuple[str, Callable[[Member], object]], ...] = (
-    ("mtime", lambda m: utc_time(m.mtime)),
-    ("owner", lambda m: f"{m.uid}/{m.uname or '-'}"),
-    ("group", lambda m: f"{m.gid}/{m.gname or '-'}"),
-    ("device numbers", lambda m: f"{m.devmajor},{m.devminor}"),
-    ("header format", lambda m: m.format),
-    ("pax headers", lambda m: ",".join(f"{k}={v}" for k, v in sorted(m.pax.items()))),
-    ("pax header name", lambda m: m.pax_name),
-    ("global pax headers", lambda m: m.pax_global),
-    ("sparse storage", lambda m: m.sparse),
+# (name, what is compared, how it is shown): the raw value is compared for every member,
+# and only a difference is put into words (5,000 members, both sides, every run).
+METADATA_FIELDS: tuple[tuple[str, Callable[[Member], object], Callable[[Member], object]],
+                       ...] = (
+    ("mtime", lambda m: m.mtime, lambda m: utc_time(m.mtime)),
+    ("owner", lambda m: (m.uid, m.uname), lambda m: f"{m.uid}/{m.uname or '-'}"),
+    ("group", lambda m: (m.gid, m.gname), lambda m: f"{m.gid}/{m.gname or '-'}"),
+    ("device numbers", lambda m: (m.devmajor, m.devminor),
+     lambda m: f"{m.devmajor},{m.devminor}"),
+    ("header format", lambda m: m.format, lambda m: m.format),
+    ("pax headers", lambda m: m.pax,
+     lambda m: ",".join(f"{k}={v}" for k, v in sorted(m.pax.items()))),
+    ("pax header name", lambda m: m.pax_name, lambda m: m.pax_name),
+    ("global pax headers", lambda m: m.pax_global, lambda m: m.pax_global),
+    ("sparse storage", lambda m: m.sparse, lambda m: m.sparse),
 )
 # Raw header fields whose value is already compared above, parsed; their encoding is
 # reported only where the parsed values agree.
@@ -334,9 +339,9 @@ def _member_findings(pub: Listing, reb: Listing,
                     out.append(Finding("content", path, name, x, y,
                                        f"{_show(path)}: {name}: published {x}, rebuilt {y}"))
     out += _explain_content(changed, pmap, rmap, kept)
-    for name, get in METADATA_FIELDS:
-        diffs = [(p, _show(str(get(pmap[p]))), _show(str(get(rmap[p])))) for p in common
-                 if get(pmap[p]) != get(rmap[p])]
+    for name, key, shown in METADATA_FIELDS:
+        diffs = [(p, _show(str(shown(pmap[p]))), _show(str(shown(rmap[p])))) for p in common
+                 if key(pmap[p]) != key(rmap[p])]
         out += _grouped(name, diffs, len(common))
     out += _header_encoding(common, pmap, rmap)
     out += _grouped("tar records", [(p, pmap[p].records, rmap[p].records)
@@ -359,7 +364,7 @@ def _unexplained(common: list[str], pmap: dict[str, Member],
     """Members whose non-data bytes differ (data padding, an extended header's own header
     block, bytes after a pax header's records) where no field above differs: named, so that
     no byte difference between the payloads goes without a finding."""
-    getters = CONTENT_FIELDS + METADATA_FIELDS
+    getters = [*CONTENT_FIELDS, *((name, key) for name, key, _ in METADATA_FIELDS)]
     return [p for p in common if pmap[p].records != rmap[p].records
             and pmap[p].packed_header == rmap[p].packed_header
             and all(get(pmap[p]) == get(rmap[p]) for _, get in getters)]
@@ -495,8 +500,7 @@ def _grouped(field: str, diffs: list[tuple[str, str, str]], total: int) -> list[
 def _header_encoding(common: list[str], pmap: dict[str, Member],
                      rmap: dict[str, Member]) -> list[Finding]:
     """Raw header bytes that differ where the parsed values agree (e.g. "0000000" vs "")."""
-    fields = {"content": CONTENT_FIELDS, "metadata": METADATA_FIELDS}
-    getters = dict(fields["content"] + fields["metadata"])
+    getters = {**dict(CONTENT_FIELDS), **{name: key for name, key, _ in METADATA_FIELDS}}
     by_field: dict[str, list[tuple[str, str, str]]] = {}
     for path in common:
         if pmap[path].packed_header == rmap[path].packed_header:

@@ -91,8 +91,8 @@ class Member:
     format: str  # "ustar", "gnu", "pax" (ustar with a pax header) or "v7"
     pax: dict[str, str] = field(default_factory=dict)  # its own pax records, not global ones
     pax_name: str = ""  # the name field of the pax header block, e.g. "d/PaxHeaders/f"
-    # The member's own 512-byte header, deflated: mostly NUL padding, and kept for every
-    # member (a tenth of the memory per member at the member cap).
+    # The member's own 512-byte header without its trailing NULs (most of it: the prefix,
+    # device and padding fields), kept for every member; cheaper than deflating it.
     packed_header: bytes = field(default=b"", repr=False)
     pax_global: str = ""  # the global pax records in force, as text; one string shared
     sparse: str = ""  # how a sparse member is stored: format, chunks, digest of the map
@@ -100,7 +100,7 @@ class Member:
 
     @property
     def header(self) -> bytes:
-        return zlib.decompress(self.packed_header) if self.packed_header else b""
+        return self.packed_header.ljust(BLOCK, b"\x00") if self.packed_header else b""
 
 
 @dataclass
@@ -615,7 +615,7 @@ class TarReader:
             devmajor=_num(block[329:337], "devmajor", start) if fmt != "v7" else 0,
             devminor=_num(block[337:345], "devminor", start) if fmt != "v7" else 0,
             format=fmt, pax={k: v for k, v in own.items() if k not in NAMING},
-            pax_name=pax_name, packed_header=zlib.compress(block, 1),
+            pax_name=pax_name, packed_header=block.rstrip(b"\x00"),
             pax_global=self._global_text, sparse=sparse,
             records=self._aux.hexdigest()[:16],
         )
