@@ -15,7 +15,6 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -49,7 +48,7 @@ def show_comparisons(out: Console, artifacts: list[dict[str, Any]]) -> None:
     """One block per artifact, not a table: at 80 columns (a CI log) a table cuts the
     names and verdicts that matter most."""
     for a in artifacts:
-        out.print(f"[bold]{_s(a['name'])}[/]: [{STYLE[a['verdict']]}]{_s(a['verdict'])}[/]")
+        _say(out, f"[bold]{_s(a['name'])}[/]: [{STYLE[a['verdict']]}]{_s(a['verdict'])}[/]")
         adoption = a.get("adoption") or {}
         _say(out, f"  published {_digest(a['published'])}")
         if a["verdict"] == "identical-after-adoption":
@@ -82,8 +81,10 @@ def _say(out: Console, text: str) -> None:
     """A line indented by its leading spaces, wrapped at the console's width with the same
     indent, so a long finding stays readable at 80 columns."""
     body = text.lstrip(" ")
-    indent = len(text) - len(body)
-    out.print(Padding(Text.from_markup(body, emoji=False), (0, 0, 0, indent), expand=False))
+    pad = Text(" " * (len(text) - len(body)))
+    for line in Text.from_markup(body, emoji=False).wrap(out, max(out.width - len(pad), 20)):
+        line.rstrip()  # a wrapped line is padded to the width: no trailing blanks in a log
+        out.print(pad + line, soft_wrap=True)
 
 
 def _digest(side: dict[str, Any]) -> str:
@@ -98,7 +99,7 @@ def _show_adoption(out: Console, a: dict[str, Any]) -> None:
         _say(out, f"  adoption was not attempted: {_s(adoption['detail'])}")
         return
     if adoption["identical"]:
-        out.print("  the published bytes, once this metadata was taken from the published "
+        _say(out, "  the published bytes, once this metadata was taken from the published "
                   "artifact:")
     else:
         _say(out, f"  adoption did not give the published bytes: {_s(adoption['detail'])}")
@@ -113,19 +114,19 @@ def _show_adoption(out: Console, a: dict[str, Any]) -> None:
 def show_verify(out: Console, data: dict[str, Any], report_path: str,
                 written: dict[str, str] | None = None) -> None:
     src = data["source"]
-    out.print(f"[bold]CPython {_s(data['version'])}[/]  tag {_s(src['tag'])} → commit "
+    _say(out, f"[bold]CPython {_s(data['version'])}[/]  tag {_s(src['tag'])} → commit "
               f"{_s(src['commit'][:12])} ({_s(src['commit_time'])})  recipe "
               f"{_s(data['recipe']['name'])}")
     tools = data["toolchain"]
-    out.print("toolchain: " + ", ".join(f"{_s(k)} {_s(v)}" for k, v in tools.items()
+    _say(out, "toolchain: " + ", ".join(f"{_s(k)} {_s(v)}" for k, v in tools.items()
                                         if k not in ("image", "image_id")))
     for m in data["toolchain_mismatches"]:
-        out.print(f"[yellow]toolchain:[/] {_s(m)}")
+        _say(out, f"[yellow]toolchain:[/] {_s(m)}")
     show_comparisons(out, data["artifacts"])
     gen = data["generated_files"]
     gstyle = {"match": "green", "skipped": "yellow", "inconclusive": "yellow"}.get(
         gen["status"], "bold red")
-    out.print(f"generated files: [{gstyle}]{_s(gen['status'])}[/]"
+    _say(out, f"generated files: [{gstyle}]{_s(gen['status'])}[/]"
               + (f" ({_s(' '.join(gen['command']))} in {_s(gen['image'])})" if gen["image"]
                  else "") + (f": {_s(gen['detail'])}" if gen["detail"] else ""))
     for m in gen["tool_mismatches"]:
@@ -136,7 +137,7 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
     _show_sbom(out, data)
     sigs = data["signatures"]
     style = {"verified": "green", "failed": "bold red"}.get(sigs["status"], "yellow")
-    out.print(f"signatures: [{style}]{_s(sigs['status'])}[/]")
+    _say(out, f"signatures: [{style}]{_s(sigs['status'])}[/]")
     for c in sigs["checks"]:
         mark = {"verified": "[green]✓[/]", "failed": "[red]✗[/]"}.get(c["status"], "[yellow]~[/]")
         signer = ", ".join(x for x in (f"signer: {_s(c['signer'])}" if c["signer"] else "",
@@ -145,17 +146,17 @@ def show_verify(out: Console, data: dict[str, Any], report_path: str,
         _say(out, f"  {mark} {_s(c['artifact'])} {_s(c['kind'])}: {_s(c['status'])}: "
                   f"{_s(c['detail'])}" + (f" ({signer})" if signer else ""))
     for n in data.get("not_checked", []):
-        out.print(f"[yellow]not checked:[/] {_s(n['artifact'])}: {_s(n['reason'])}")
+        _say(out, f"[yellow]not checked:[/] {_s(n['artifact'])}: {_s(n['reason'])}")
     for a in data["artifacts"]:
         if a.get("origin_note"):
-            out.print(f"[yellow]note:[/] {_s(a['name'])}: {_s(a['origin_note'])}")
+            _say(out, f"[yellow]note:[/] {_s(a['name'])}: {_s(a['origin_note'])}")
     show_outputs(out, written or {})
     style = STYLE[data["verdict"]]
-    out.print(f"report: {_s(report_path)}")
-    out.print(f"verdict: [{style}]{_s(data['verdict'])}[/]  exit {data['exit_code']}")
+    _say(out, f"report: {_s(report_path)}")
+    _say(out, f"verdict: [{style}]{_s(data['verdict'])}[/]  exit {data['exit_code']}")
     # A non-zero exit explains itself: one line per reason, last on the screen.
     for reason in data.get("reasons", []):
-        out.print(f"[bold red]exit {data['exit_code']}:[/] {_s(reason)}")
+        _say(out, f"[bold red]exit {data['exit_code']}:[/] {_s(reason)}")
 
 
 def _show_sbom(out: Console, data: dict[str, Any]) -> None:
@@ -171,7 +172,7 @@ def _show_sbom(out: Console, data: dict[str, Any]) -> None:
         said += "".join(f"; {r['name']}: {r['status']}" for r in bill["releases"])
         if bill["detail"]:
             said += f"; {bill['detail']}"
-    out.print(f"sbom: [{style}]{_s(bill['status'])}[/]: {_s(said)}")
+    _say(out, f"sbom: [{style}]{_s(bill['status'])}[/]: {_s(said)}")
     for reason in bill["reasons"]:
         _say(out, f"  [red]✗[/] {_s(reason)}")
     for warning in data.get("warnings", []):
@@ -181,17 +182,17 @@ def _show_sbom(out: Console, data: dict[str, Any]) -> None:
 def show_doctor(out: Console, checks: list[Any]) -> None:
     mark = {"ok": "[green]✓[/]", "missing": "[bold red]✗[/]", "optional": "[yellow]~[/]"}
     for c in checks:
-        out.print(f"{mark[c.status]} {_s(c.name)}: {_s(c.found)}"
+        _say(out, f"{mark[c.status]} {_s(c.name)}: {_s(c.found)}"
                   + (f"  [dim]({_s(c.needed_for)})[/]" if c.needed_for else ""))
         if c.status != "ok" and c.fix:
             _say(out, f"    fix: {_s(c.fix)}")
     missing = [c.name for c in checks if c.status == "missing"]
-    out.print("all set" if not missing else f"missing: {_s(', '.join(missing))}")
+    _say(out, "all set" if not missing else f"missing: {_s(', '.join(missing))}")
 
 
 def show_outputs(out: Console, written: dict[str, str]) -> None:
     for kind, path in written.items():
-        out.print(f"{_s(kind)}: {_s(path)}")
+        _say(out, f"{_s(kind)}: {_s(path)}")
 
 
 class Presenter:
