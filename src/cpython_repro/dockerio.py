@@ -104,9 +104,13 @@ class Docker:
         self._client = client
         self._lock = threading.Lock()
         self._running: dict[str, Any] = {}
+        self._stopping = False
 
     def stop_all(self) -> None:
+        """Kill every running container, and refuse to start any more: a thread that was
+        about to start one when the run was stopped must not leave it running."""
         with self._lock:
+            self._stopping = True
             running = list(self._running.values())
         for ctr in running:
             with contextlib.suppress(*_DAEMON_ERRORS):
@@ -241,7 +245,13 @@ class Docker:
         except _DAEMON_ERRORS as exc:
             raise _unavailable(exc, f"create a container of {image}") from exc
         with self._lock:
-            self._running[ctr.id] = ctr
+            stopping = self._stopping
+            if not stopping:
+                self._running[ctr.id] = ctr
+        if stopping:
+            with contextlib.suppress(*_DAEMON_ERRORS):
+                ctr.remove(force=True)
+            raise EnvironmentFailure("the run is stopping: no container is started any more")
         try:
             ctr.start()
             yield ctr

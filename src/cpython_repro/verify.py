@@ -42,7 +42,7 @@ from cpython_repro.models import (
 )
 from cpython_repro.report import VerifyReport
 
-SidePlan = tuple[tuple[SignatureFiles, ...], tuple[SignatureCheck, ...]]
+FoundAndChecked = tuple[tuple[SignatureFiles, ...], tuple[SignatureCheck, ...]]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,23 @@ class Verifier:
                                           docker, self.fetcher)
         builder = used[-1]
         rebuilder = rebuild.Rebuilder(docker, self.limits)
+        try:
+            result, built, generated, checks, bill = self._rebuild_and_compare(
+                plan, source, published, builder, outdir, rebuilder, used, clock)
+        finally:
+            rebuild.settle(outdir)  # as root: the results given back, also after a failure
+        status = signatures.overall(checks, [p.name for p in published]) \
+            if self.check_signatures else "skipped"
+        return VerifyReport(plan, source, published, tuple(used), built, result,
+                            started, dt.datetime.now(dt.UTC), checks, status, generated,
+                            not_checked, offline, bill, clock.timings())
+
+    def _rebuild_and_compare(self, plan: Plan, source: Source,
+                             published: tuple[Published, ...], builder: Image, outdir: Path,
+                             rebuilder: rebuild.Rebuilder, used: list[Image], clock: _Clock,
+                             ) -> tuple[tuple[Comparison, ...], RebuildResult, RegenCheck,
+                                        tuple[SignatureCheck, ...], sbom.SbomCheck]:
+        step = clock.step
         with ThreadPoolExecutor(max_workers=2 + len(plan.artifacts),
                                 thread_name_prefix="verify") as pool:
             try:
@@ -104,9 +121,10 @@ class Verifier:
             except BaseException:
                 # Ctrl-C, or a step that failed while others still run: stop every container
                 # of this run now, rather than wait for an xz encode nobody needs.
-                docker.stop_all()
+                rebuilder.docker.stop_all()
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        used += autoconf_images
+        used.extend(autoconf_images)
         built = RebuildResult(exported.payload, exported.sha256,
                               tuple(r for r, _ in made.values()), exported.tools, exported.log,
                               exported.seconds + max((s for _, s in made.values()), default=0))
@@ -115,12 +133,7 @@ class Verifier:
                                   "artifacts"):
                 result = adopt.Adopter(rebuilder).adopt(
                     plan, source, builder, outdir, result, {p.name: p.path for p in published})
-        rebuild.settle(outdir)
-        status = signatures.overall(checks, [p.name for p in published]) \
-            if self.check_signatures else "skipped"
-        return VerifyReport(plan, source, published, tuple(used), built, result,
-                            started, dt.datetime.now(dt.UTC), checks, status, generated,
-                            not_checked, offline, bill, clock.timings())
+        return result, built, generated, checks, bill
 
     def _content(self, published: tuple[Published, ...], payload: Path,
                  step: _Step) -> dict[str, Comparison]:
@@ -162,7 +175,7 @@ class Verifier:
                 plan.autoconf, source, builder, outdir / "regen")
 
     def _signature_files(self, plan: Plan, source: Source, published: tuple[Published, ...],
-                         step: _Step) -> SidePlan:
+                         step: _Step) -> FoundAndChecked:
         with step("signatures", "fetching and checking signatures" if self.check_signatures
                   else "fetching the release SBOMs"):
             files = fetch.fetch_signatures(plan, self.fetcher, published)
