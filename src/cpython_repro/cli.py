@@ -271,6 +271,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if doctor.ok(found) else EXIT_ENVIRONMENT
 
 
+def _interrupted() -> int:
+    _error("interrupted; containers and partial files were cleaned up")
+    return 130
+
+
+def _during_interrupt(exc: BaseException) -> bool:
+    """An error raised while Ctrl-C unwound the run (a stopped container, a cleanup that
+    met a half-written file) is the interruption, not a failure of its own."""
+    seen: BaseException | None = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
 def _error(message: str) -> None:
     # Messages quote member and file names: one line, no terminal controls.
     print(f"cpython-repro: error: {one_line(message)}", file=sys.stderr)
@@ -428,15 +444,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
+    except KeyboardInterrupt:
+        return _interrupted()
     except ReproError as exc:
+        if _during_interrupt(exc):
+            return _interrupted()
         if verbose:
             traceback.print_exc()
         _error(exc.one_line())
         return exc.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted; containers and partial files were cleaned up")
-        return 130
     except OSError as exc:
+        if _during_interrupt(exc):
+            return _interrupted()
         if verbose:
             traceback.print_exc()
         _error(f"{exc.strerror or exc} ({exc.filename or 'I/O'})")

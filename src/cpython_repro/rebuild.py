@@ -8,6 +8,7 @@ can run them side by side and compare the payload while they run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shlex
@@ -197,11 +198,13 @@ def settle(outdir: Path) -> None:
     if os.getuid() != 0 or not outdir.is_dir():
         return
     for path in [outdir, *outdir.rglob("*")]:
-        if path.is_symlink():
-            continue
-        os.chown(path, 0, 0)
-        if path.is_dir():
-            path.chmod(0o755)
+        # A file a stopped container left half-written may be gone by now: nothing to give.
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_symlink():
+                continue
+            os.chown(path, 0, 0)
+            if path.is_dir():
+                path.chmod(0o755)
 
 
 def _container_user() -> str:

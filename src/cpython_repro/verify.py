@@ -84,8 +84,11 @@ class Verifier:
         try:
             result, built, generated, checks, bill = self._rebuild_and_compare(
                 plan, source, published, builder, outdir, rebuilder, used, clock)
-        finally:
-            rebuild.settle(outdir)  # as root: the results given back, also after a failure
+        except BaseException:
+            with contextlib.suppress(OSError):  # never in place of what is being raised
+                rebuild.settle(outdir)  # as root: the results given back, also now
+            raise
+        rebuild.settle(outdir)
         status = signatures.overall(checks, [p.name for p in published]) \
             if self.check_signatures else "skipped"
         return VerifyReport(plan, source, published, tuple(used), built, result,

@@ -117,7 +117,7 @@ def test_ctrl_c_leaves_no_container_or_temporary_directory(world: World, site: S
     wait_for_container()
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
-    assert child.returncode == 130
+    assert child.returncode == 130, err
     assert err.strip().splitlines() == [
         "cpython-repro: error: interrupted; containers and partial files were cleaned up"]
     assert our_containers() == []

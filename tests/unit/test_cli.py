@@ -28,3 +28,21 @@ def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cpython-repro: error:")
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_the_interruption(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A container stopped by Ctrl-C fails its step: that failure is not the run's cause."""
+    from cpython_repro import cli
+    from cpython_repro.errors import RebuildFailed
+
+    def interrupted_rebuild(_args: object) -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RebuildFailed("compressing x failed in the container (exit 137)") from None
+
+    monkeypatch.setattr(cli, "cmd_doctor", interrupted_rebuild)
+    assert main(["doctor"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "cpython-repro: error: interrupted; containers and partial files were cleaned up")
