@@ -89,12 +89,20 @@ def _pinned_keys(signers: Signers) -> tuple[list[Path], str]:
 @contextlib.contextmanager
 def _keyring(keys: list[Path]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """A throw-away GnuPG home holding only these keys: (its environment, key expiries)."""
-    with tempfile.TemporaryDirectory(prefix="cpython-repro-gnupg-") as home:
+    with tempfile.TemporaryDirectory(prefix="cpython-repro-gnupg-", dir=_short_tmp()) as home:
         env = {"GNUPGHOME": home, "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")}
         proc.run([*GPG, "--quiet", "--import", *map(str, keys)], env=env)
         expiry = _key_expiry(proc.run([*GPG, "--with-colons", "--list-keys"],
                                       env=env).stdout.decode())
         yield env, expiry
+
+
+def _short_tmp() -> str:
+    """Where the throw-away GnuPG home goes: gpg puts its agent's socket in it, and a unix
+    socket's path has at most 107 bytes; a long TMPDIR (a CI's, pytest's) would make every
+    check fail with "can't connect to the agent: File name too long"."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 48 or not Path("/tmp").is_dir() else "/tmp"
 
 
 def _status_lines(text: str) -> dict[str, list[str]]:

@@ -165,6 +165,25 @@ def test_openpgp_good_bad_wrong_key_truncated(tmp_path: Path, keys: Keys) -> Non
     assert c.status == "failed" and "malformed or truncated" in c.detail
 
 
+def test_openpgp_under_a_long_tmpdir(tmp_path: Path, keys: Keys,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """gpg's agent socket lives in the throw-away home; under a long TMPDIR (as a CI's or
+    pytest's) its path would pass the 107 bytes a unix socket may have."""
+    import tempfile
+
+    rm, _, pinned = keys
+    long_tmp = tmp_path / ("t" * 60) / ("u" * 60)
+    long_tmp.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(long_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    data = tmp_path / "a.tgz"
+    data.write_bytes(b"released bytes")
+    asc = tmp_path / "a.tgz.asc"
+    asc.write_bytes(rm.sign(data.read_bytes()))
+    assert check_openpgp(data.name, data, asc, pinned).status == "verified"
+    assert list(long_tmp.iterdir()) == []
+
+
 def test_openpgp_absent_and_not_expected(tmp_path: Path, keys: Keys) -> None:
     _, _, pinned = keys
     data = tmp_path / "a"
