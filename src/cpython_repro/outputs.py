@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,22 @@ def badge(word: str | None) -> str:
     return f'<span class="v" style="background:{COLOUR.get(w, "#57606a")}">{_e(w)}</span>'
 
 
+_TAG = re.compile(r"<[^>]+>")
+LONG_WORD = 28  # characters: URLs, fingerprints, paths
+
+
+def _td(cell: str) -> str:
+    """A cell holding a long unbroken word (a URL, a key fingerprint) may break it anywhere;
+    the others break between words only, so short words are never cut while such a cell
+    would push the table past the page."""
+    words = html.unescape(_TAG.sub(" ", cell)).split()
+    long = any(len(w) > LONG_WORD for w in words)
+    return f"<td class='long'>{cell}</td>" if long else f"<td>{cell}</td>"
+
+
 def _table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -54,7 +68,7 @@ color:#1f2328}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.5em 0;max-width:100%}
 td,th{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top;
-overflow-wrap:break-word}th{background:#f6f8fa}
+overflow-wrap:break-word}th{background:#f6f8fa}td.long{overflow-wrap:anywhere}
 code,pre{font:12px ui-monospace,monospace}code{overflow-wrap:anywhere;word-break:break-all}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;max-height:30em;white-space:pre}
 .v{color:#fff;border-radius:1em;padding:.1em .7em;font-weight:600;white-space:nowrap}

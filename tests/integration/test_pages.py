@@ -14,24 +14,13 @@ from pathlib import Path
 import pytest
 
 from cpython_repro.cli import main
-from tests.conftest import require
 from tests.fixtures import browser, release
 from tests.fixtures.server import Site
 from tests.integration.conftest import VERSION, World, publish
 from tests.integration.test_verify import tampered, verify
 
 pytestmark = pytest.mark.docker
-SHOTS = Path("/tmp/cpython-repro-pages")
-
-
-def fits(page: Path, name: str) -> str:
-    require(browser.chromium(), "chromium is not installed (make test-host installs it)")
-    measured = browser.overflow(page)
-    assert measured["over"] == [], measured
-    assert measured["scroll"] == measured["width"] == 1280, measured
-    png = browser.screenshot(page, SHOTS / f"{name}.png")
-    assert png.startswith(b"\x89PNG") and len(png) > 20_000
-    return page.read_text()
+fits = browser.fits
 
 
 def outcome(page: str) -> str:

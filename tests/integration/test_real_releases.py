@@ -5,7 +5,8 @@ builds the git tag it was exported from). The README's own command runs, `make v
 VERSION=... REMOTE=... PUBLISHED=...`, in a directory laid out as a checkout (links to this
 one's files), so the default output directory out/VERSION, the default cache and history
 are what is exercised; under `unshare --net` where the tests run as root, so there is
-really no network. Asserted: the verdict, the exit code, and every reason.
+really no network. Asserted: the verdict, the exit code, every reason, and that the
+report.html of each fits a 1280 px window in Chromium.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from cpython_repro.dockerio import Docker
 from cpython_repro.images import ensure_autoconf, ensure_builder
 from cpython_repro.resolve import plan
 from tests.conftest import IN_CI, docker_or_skip, require
+from tests.fixtures import browser, realrelease
 from tests.fixtures import checkout as checkout_farm
-from tests.fixtures import realrelease
 from tests.fixtures.origs import CACHE, ORIGS
 from tests.fixtures.realrelease import RealRelease
 
@@ -86,6 +87,8 @@ def make_verify(checkout: Path, release: RealRelease, *args: str) -> Run:
     report_path = out / "report.json"
     assert report_path.is_file(), (done.stdout[-2000:], done.stderr[-2000:])
     print(f"\n{release.version} {' '.join(args)}: exit {done.returncode}, {seconds:.0f} s")
+    # The page of a real release (long signer names, URLs, fingerprints) fits too.
+    browser.fits(out / "report.html", f"real-{release.repo.name}")
     return Run(done.returncode, json.loads(report_path.read_text()), done.stdout,
                done.stderr, seconds)
 
