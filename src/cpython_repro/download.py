@@ -29,9 +29,10 @@ from urllib3.util import Retry
 
 from cpython_repro.cache import Cache, atomic_write, key, locked, sha256_file
 from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkError, Offline
+from cpython_repro.models import DEFAULT_MAX_DOWNLOAD
 
 CHUNK = 1 << 16
-DEFAULT_MAX_BYTES = 512 << 20  # a CPython source tarball is ~30 MB; 512 MiB is absurd already
+DEFAULT_MAX_BYTES = DEFAULT_MAX_DOWNLOAD
 AGAIN = frozenset({429, 500, 502, 503, 504})  # answers that may change if asked again
 AGENT = {"User-Agent": "cpython-repro/0.1"}
 

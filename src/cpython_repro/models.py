@@ -54,6 +54,9 @@ class Dated:
     sha256: tuple[str, ...] = ()
 
 
+DEFAULT_MAX_DOWNLOAD = 512 << 20  # a CPython source tarball is ~30 MB; 512 MiB is absurd
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a container may use: memory, processes, wall time, CPUs."""

@@ -8,9 +8,9 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cpython_repro import __version__, sbom
+from cpython_repro import __version__
 from cpython_repro.errors import EXIT_DIVERGENCE, EXIT_OK
 from cpython_repro.files import atomic_write
 from cpython_repro.models import (
@@ -25,9 +25,12 @@ from cpython_repro.models import (
     SignatureCheck,
     Source,
 )
-from cpython_repro.sbom import SbomCheck
-from cpython_repro.signatures import artifact_status
 from cpython_repro.text import utf8
+
+# Imported where used: `compare` writes its JSON through this module and needs neither the
+# SBOM stage nor the signature stage (and cryptography), which cost ~45 ms to load.
+if TYPE_CHECKING:
+    from cpython_repro.sbom import SbomCheck
 
 SCHEMA = "cpython-repro/report/v1"
 VERDICT_ORDER = ("identical", "identical-after-adoption", "same-content", "content-differs",
@@ -68,6 +71,8 @@ class VerifyReport:
             out += _signature_reasons(self.signatures, [c.artifact for c in self.comparisons])
         out += _generated_reasons(self.generated)
         if self.sbom is not None:
+            from cpython_repro import sbom
+
             out += sbom.reasons(self.sbom)
         return out
 
@@ -86,6 +91,8 @@ def _verdict_reason(c: Comparison) -> str:
 
 
 def _signature_reasons(checks: tuple[SignatureCheck, ...], artifacts: list[str]) -> list[str]:
+    from cpython_repro.signatures import artifact_status
+
     out = []
     for name in artifacts:
         mine = [c for c in checks if c.artifact == name]
@@ -155,6 +162,8 @@ def _utf8(value: Any) -> Any:
 
 
 def to_json(r: VerifyReport) -> dict[str, Any]:
+    from cpython_repro import sbom
+
     origins = {p.name: p for p in r.published}
     artifacts = []
     for c in r.comparisons:

@@ -3,6 +3,12 @@ speaks to users, and a usage error is one line with exit 2."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
 import pytest
 
 from cpython_repro.cli import main
@@ -46,3 +52,19 @@ def test_an_error_raised_while_ctrl_c_unwinds_is_the_interruption(
     assert main(["doctor"]) == 130
     assert capsys.readouterr().err.strip() == (
         "cpython-repro: error: interrupted; containers and partial files were cleaned up")
+
+
+def test_compare_loads_no_other_stage(tmp_path: Path) -> None:
+    """`compare` is called once per pair in scripts and benchmarks: starting it does not load
+    the HTTP client, the signature stage (cryptography) or the SBOM stage."""
+    a = tmp_path / "a.tar"
+    with tarfile.open(a, "w") as tar:
+        info = tarfile.TarInfo("x")
+        tar.addfile(info, io.BytesIO(b""))
+    probe = ("import sys; from cpython_repro.cli import main; code = main(['compare', sys.argv[1],"
+             " sys.argv[1], '-q']); print(code, sorted(m for m in ('urllib3', 'cryptography',"
+             " 'cpython_repro.signatures', 'cpython_repro.sbom', 'cpython_repro.download')"
+             " if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(a)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["0", "[]"], done.stdout + done.stderr
