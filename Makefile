@@ -56,7 +56,7 @@ lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .ci/examples/verify-releases.yml
-	$(BIN)/zizmor --offline --min-severity low .ci/examples/verify-releases.yml
+	$(BIN)/zizmor --offline --persona=auditor .ci/examples/verify-releases.yml
 
 clean:
 	rm -rf $(VENV) $(STAMPS) out
