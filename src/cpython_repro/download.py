@@ -32,7 +32,6 @@ from cpython_repro.errors import ArtifactNotFound, DownloadIncomplete, NetworkEr
 from cpython_repro.models import DEFAULT_MAX_DOWNLOAD
 
 CHUNK = 1 << 16
-DEFAULT_MAX_BYTES = DEFAULT_MAX_DOWNLOAD
 AGAIN = frozenset({429, 500, 502, 503, 504})  # answers that may change if asked again
 AGENT = {"User-Agent": "cpython-repro/0.1"}
 
@@ -81,7 +80,7 @@ class Downloaded:
 @dataclass(frozen=True)
 class Fetcher:
     cache: Cache
-    max_bytes: int = DEFAULT_MAX_BYTES
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD
     attempts: int = 4
     timeout: float = 30.0
     backoff: float = 0.5
