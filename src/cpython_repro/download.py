@@ -48,7 +48,7 @@ class _Retry(Retry):
 
 @functools.cache
 def _pool() -> urllib3.PoolManager:
-    return urllib3.PoolManager(headers=AGENT)
+    return urllib3.PoolManager()
 
 ProgressFactory = Callable[[str, int | None, int], "Progress"]
 
@@ -139,7 +139,9 @@ class Fetcher:
     def _request(self, method: str, url: str, headers: dict[str, str]) -> Any:
         """The response (its body not read yet), or NetworkError when no server answered."""
         try:
-            return _pool().request(method, url, headers=headers, retries=self._retry(),
+            # A pool's own headers apply only to requests that give none: ours always give some.
+            return _pool().request(method, url, headers={**AGENT, **headers},
+                                   retries=self._retry(),
                                    timeout=urllib3.Timeout(connect=self.timeout,
                                                            read=self.timeout),
                                    preload_content=False, decode_content=False)
@@ -166,7 +168,7 @@ class Fetcher:
     def _transfer(self, url: str, part: Path) -> None:
         have = part.stat().st_size if part.exists() else 0
         meta = _read_meta(part) if have else {}
-        headers = {"User-Agent": "cpython-repro/0.1"}
+        headers = {}
         if have and meta.get("validator") and meta.get("sha256"):
             headers["Range"] = f"bytes={have}-"
             headers["If-Range"] = meta["validator"]

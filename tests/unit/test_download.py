@@ -36,6 +36,7 @@ def test_download_and_revalidated_hit(site: Site, tmp_path: Path) -> None:
     second = f.get(url)
     assert second.from_cache and second.sha256 == first.sha256
     assert site.requests[-1][0] == "HEAD"
+    assert site.agents == ["cpython-repro/0.1"] * 2  # the GET and the HEAD both say who asks
 
 
 def test_404_is_input_error(site: Site, tmp_path: Path) -> None:
