@@ -113,10 +113,8 @@ class Fetcher:
                 try:
                     self._transfer(url, part)
                     break
-                except NetworkError as exc:  # DownloadIncomplete included
+                except (DownloadIncomplete, _Again) as exc:  # others are final
                     last = exc
-                    if not isinstance(exc, (DownloadIncomplete, _Again)):
-                        raise
             else:
                 raise last or NetworkError(f"{url}: no attempt made")
             digest = sha256_file(part)
@@ -178,7 +176,7 @@ class Fetcher:
         if resp.status >= 400:
             resp.release_conn()
             if resp.status in (404, 410):
-                raise _NotFound(f"{url}: HTTP {resp.status}, no such artifact")
+                raise ArtifactNotFound(f"{url}: HTTP {resp.status}, no such artifact")
             if resp.status == 416:  # our partial is stale or complete-and-unknown: start over
                 part.unlink(missing_ok=True)
                 raise _Again(f"{url}: HTTP 416, restarting download")
@@ -194,7 +192,7 @@ class Fetcher:
             length = resp.headers.get("Content-Length")
             expected = have + int(length) if length is not None else None
             if expected is not None and expected > self.max_bytes:
-                raise _Fatal(
+                raise NetworkError(
                     f"{url}: {expected} bytes is over the {self.max_bytes}-byte limit",
                     hint="raise --max-download if this artifact is really that large",
                 )
@@ -222,7 +220,7 @@ class Fetcher:
                             break
                         got += len(chunk)
                         if got > self.max_bytes:
-                            raise _Fatal(f"{url}: more than {self.max_bytes} bytes, stopped")
+                            raise NetworkError(f"{url}: more than {self.max_bytes} bytes, stopped")
                         out.write(chunk)
                         bar.update(len(chunk))
             finally:
@@ -236,16 +234,8 @@ class Fetcher:
                          "the sha256 the server states; starting over")
 
 
-class _Fatal(NetworkError):
-    """Not worth retrying: the answer will not change."""
-
-
 class _Again(NetworkError):
     """Worth one more try from here: the partial file was thrown away."""
-
-
-class _NotFound(ArtifactNotFound, _Fatal):
-    exit_code = ArtifactNotFound.exit_code
 
 
 def _meta(part: Path) -> Path:
