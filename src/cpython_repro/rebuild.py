@@ -26,7 +26,6 @@ from cpython_repro.models import (
     Image,
     Limits,
     Plan,
-    RebuildResult,
     Rebuilt,
     Source,
 )
@@ -40,15 +39,31 @@ def clamp_time(commit_time: int) -> str:
     return dt.datetime.fromtimestamp(commit_time, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+# Every job in the builder: strict shell, fixed locale and time zone, no user or system
+# git config (no autocrlf, no filters) whoever runs the tool.
+PRELUDE = (
+    "set -eu",
+    "umask 022",
+    "export LC_ALL=C.UTF-8 TZ=UTC HOME=/tmp GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null",
+)
+
+
+def git_archive(commit: str, dest: str, prefix: str = "") -> str:
+    """The shell line writing `git archive` of commit (from the repository at /repo) to dest.
+    Trixie's git in the builder accepts a cache owned by someone else (safe.directory)."""
+    q = shlex.quote
+    pre = f" --prefix={q(prefix + '/')}" if prefix else ""
+    return (f"git -c safe.directory='*' -c core.autocrlf=false -C /repo archive --format=tar"
+            f"{pre} -o {q(dest)} {q(commit)}")
+
+
 def export_lines(plan: Plan, source: Source) -> list[str]:
     """release.py export(): the tree under /out/work/<prefix>, then cd /out/work."""
     r = plan.recipe
     q = shlex.quote
     prefix = plan.prefix
     return [
-        "set -eu",
-        "umask 022",
-        "export LC_ALL=C.UTF-8 TZ=UTC HOME=/tmp GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null",
+        *PRELUDE,
         "step() { printf '+ %s\\n' \"$*\"; }",
         "cd /out && rm -rf work && mkdir work && cd work",
         "{ tar --version | head -n1; gzip --version | head -n1; xz --version | head -n1;"
@@ -57,8 +72,7 @@ def export_lines(plan: Plan, source: Source) -> list[str]:
         f" > /out/{TOOLS_FILE}",
         "# export(): git archive of the tag, with a clean git config (no autocrlf, no filters)",
         f"step git archive {q(source.commit)}",
-        "git -c safe.directory='*' -c core.autocrlf=false -C /repo archive --format=tar"
-        f" --prefix={q(prefix + '/')} -o {q('/out/work/' + prefix + '.tar')} {q(source.commit)}",
+        git_archive(source.commit, f"/out/work/{prefix}.tar", prefix),
         f"tar -xf {q(prefix + '.tar')} && rm {q(prefix + '.tar')}",
         f"cd {q(prefix)}",
         "step touch generated files",
@@ -138,14 +152,6 @@ class Rebuilder:
                            job=f"compress-{art.name}", doing=f"compressing {art.name}")
         path = outdir / art.name
         return Rebuilt(art.name, path, sha256_file(path), path.stat().st_size), seconds
-
-    def rebuild(self, plan: Plan, source: Source, image: Image, outdir: Path) -> RebuildResult:
-        """Export, then every artifact, one after the other (the verifier overlaps them)."""
-        exported = self.export(plan, source, image, outdir)
-        made = [self.compress(a, source, image, outdir) for a in plan.artifacts]
-        return RebuildResult(exported.payload, exported.sha256, tuple(r for r, _ in made),
-                             exported.tools, exported.log,
-                             exported.seconds + sum(t for _, t in made))
 
     def run(self, text: str, source: Source, image: Image, outdir: Path,
             outputs: list[str], extra: tuple[Mount, ...] = (),

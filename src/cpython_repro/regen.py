@@ -35,7 +35,7 @@ from cpython_repro.models import (
     Source,
     Toolchain,
 )
-from cpython_repro.rebuild import Rebuilder, parse_tools
+from cpython_repro.rebuild import PRELUDE, Rebuilder, git_archive, parse_tools
 
 MAX_DIFF_LINES = 200
 TOOLS = "tools.txt"
@@ -53,16 +53,13 @@ HEADER = 4096  # the version lines are at the top; text further down is not a de
 
 
 def export_script(source: Source) -> str:
-    """release.py's export() starts from the same git archive; trixie's git in the builder
-    accepts a cache owned by someone else (safe.directory), bullseye's would not."""
+    """release.py's export() starts from the same git archive, made in the builder (the
+    replica has no git; bullseye's would refuse a cache owned by someone else)."""
     q = shlex.quote
     return "\n".join([
-        "set -eu",
-        "umask 022",
-        "export LC_ALL=C.UTF-8 TZ=UTC HOME=/tmp GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null",
+        *PRELUDE,
         f"printf '+ %s\\n' {q('git archive ' + source.commit)}",
-        f"git -c safe.directory='*' -c core.autocrlf=false -C /repo archive --format=tar"
-        f" -o /out/{SOURCE_TAR}.tmp {q(source.commit)}",
+        git_archive(source.commit, f"/out/{SOURCE_TAR}.tmp"),
         f"mv /out/{SOURCE_TAR}.tmp /out/{SOURCE_TAR}",
     ]) + "\n"
 
