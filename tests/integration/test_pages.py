@@ -20,7 +20,6 @@ from tests.integration.conftest import VERSION, World, publish
 from tests.integration.test_verify import tampered, verify
 
 pytestmark = pytest.mark.docker
-fits = browser.fits
 
 
 def outcome(page: str) -> str:
@@ -35,7 +34,7 @@ def test_reports_and_status_page_fit_and_say_why(world: World, site: Site,
     publish(site, world)
     code, _ = verify(world, site, tmp_path / "ok", "--history", str(history))
     assert code == 0
-    page = fits(tmp_path / "ok" / "out" / "report.html", "identical")
+    page = browser.fits(tmp_path / "ok" / "out" / "report.html", "identical")
     assert page.index("class='outcome pass'") < page.index("<h2>")  # first thing said
     assert "PASS (exit 0)" in outcome(page)
     assert "same bytes" not in page  # member counts shown, not "0 / 0"
@@ -49,7 +48,7 @@ def test_reports_and_status_page_fit_and_say_why(world: World, site: Site,
     publish(site, world, bad)
     code, _ = verify(world, site, tmp_path / "bad", "--history", str(history))
     assert code == 1
-    page = fits(tmp_path / "bad" / "out" / "report.html", "content-differs")
+    page = browser.fits(tmp_path / "bad" / "out" / "report.html", "content-differs")
     said = outcome(page)
     assert said.startswith(" FAIL (exit 1)") and f"Python-{VERSION}/Lib/os.py" in said
     assert "diffoscope/" in page and "members.html" in page
@@ -59,7 +58,7 @@ def test_reports_and_status_page_fit_and_say_why(world: World, site: Site,
     publish(site, world, legacy)
     code, _ = verify(world, site, tmp_path / "legacy-run", "--history", str(history))
     assert code == 0
-    page = fits(tmp_path / "legacy-run" / "out" / "report.html", "identical-after-adoption")
+    page = browser.fits(tmp_path / "legacy-run" / "out" / "report.html", "identical-after-adoption")
     assert "with the adopted metadata" in page and "the recipe alone" in page
 
     code, _ = verify(world, site, tmp_path / "skip", "--no-regen-check")
@@ -67,5 +66,5 @@ def test_reports_and_status_page_fit_and_say_why(world: World, site: Site,
     assert "turned off (--no-regen-check)" in page and "CPython used ." not in page
 
     assert main(["site", str(tmp_path / "site"), "--history", str(history), "-q"]) == 0
-    index = fits(tmp_path / "site" / "index.html", "status-page")
+    index = browser.fits(tmp_path / "site" / "index.html", "status-page")
     assert index.count("<tr>") == 2 and "3 run(s)" in index
